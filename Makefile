@@ -1,0 +1,48 @@
+# fhir-bulk-receiver — the two commands: `make run` and `make test`. Both install what is missing
+# (Debian 12 packages, via scripts/install-deps.sh), build, then run or test.
+SHELL := /bin/bash
+BIN := build/release/server/fhir-bulk-receiver
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build run test test-release test-asan format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+run: build
+	@mkdir -p data
+	@echo
+	@echo "Starting fhir-bulk-receiver with config/dev.json (loopback only, token dev-token)."
+	@echo "In another terminal, send it a test webhook:"
+	@echo
+	@echo "  $(BIN) send --url http://127.0.0.1:8080/webhook --token dev-token tests/fixtures/events/complete.json"
+	@echo
+	@$(BIN) serve --config config/dev.json
+
+# Every test twice: an optimised build, then the whole suite again under ASan+UBSan.
+test: deps test-release test-asan
+
+test-release:
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+	@ctest --preset release -j 2
+
+test-asan:
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan -j 2
+
+format:
+	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	@rm -rf build

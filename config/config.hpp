@@ -1,0 +1,141 @@
+#pragma once
+// The service's configuration: one immutable struct, loaded from a JSON file (comments allowed) and
+// then FBR_* environment overrides. Every default is the safe one (loopback, strict limits).
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/backoff.hpp"
+#include "core/when.hpp"
+
+namespace fbr::config {
+
+enum class InvalidPayloads { kReject, kQuarantine };
+enum class LogFormat { kText, kJson };
+
+struct Listen {
+  std::string host = "127.0.0.1";  ///< IPv6 without brackets ("::")
+  std::uint16_t port = 8080;       ///< 0 = any free port (the chosen one is logged)
+};
+
+struct Tls {
+  std::string cert_file;
+  std::string key_file;
+  [[nodiscard]] bool enabled() const { return !cert_file.empty(); }
+};
+
+struct Log {
+  std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+  LogFormat format = LogFormat::kText;
+};
+
+/// Connection limits and timeouts (safe defaults; see README "Configuration").
+struct Limits {
+  std::uint32_t max_header_bytes = 16 * 1024;
+  std::uint32_t header_timeout_ms = 10'000;  ///< whole request header must arrive in this time
+  std::uint32_t body_timeout_ms = 60'000;    ///< whole body must arrive in this time
+  std::uint32_t idle_timeout_ms = 60'000;    ///< keep-alive connection with no request is closed
+  std::uint32_t max_connections = 10'000;
+};
+
+struct NatsJournal {
+  std::vector<std::string> servers;
+  std::string stream = "FBR_EVENTS";
+  std::string subject = "fbr.events";
+  int replicas = 1;
+  std::string credentials_file;
+};
+
+struct Journal {
+  std::string backend = "sqlite";  ///< "sqlite" or "nats"
+  NatsJournal nats;
+};
+
+/// A header value for the http handler: a literal, or the value of an environment variable read
+/// when the handler starts (so secrets stay out of the file).
+struct HeaderValue {
+  std::string literal;
+  std::string env;  ///< non-empty: take the value from this variable
+};
+
+struct FileHandler {
+  std::string dir;   ///< one <log-id>.json per event, or
+  std::string path;  ///< one NDJSON line per event
+};
+struct ExecHandler {
+  std::vector<std::string> command;
+  std::uint32_t timeout_ms = 30'000;
+};
+struct HttpHandler {
+  std::string url;
+  std::map<std::string, HeaderValue> headers;
+  std::uint32_t timeout_ms = 10'000;
+};
+struct DownloadHandler {
+  std::string dir;
+  int parallel = 4;
+  std::string token_env;
+  std::string token_file;
+  std::vector<std::string> token_command;
+  std::string store = "ndjson";  ///< "ndjson" or "gzip"
+};
+struct NatsHandler {
+  std::vector<std::string> servers;
+  std::string subject;
+  std::string stream;
+  std::string credentials_file;
+};
+
+struct Handler {
+  std::string name;
+  std::string type;  ///< file, exec, http, download, nats
+  core::WhenFilter when;
+  std::optional<core::RetryPolicy> retry;  ///< overrides Config::retry when set
+  std::variant<FileHandler, ExecHandler, HttpHandler, DownloadHandler, NatsHandler> settings;
+};
+
+struct Config {
+  Listen listen;
+  std::string path = "/webhook";
+  std::vector<std::string> verification_tokens;  ///< required, non-empty
+  std::filesystem::path data_dir = "./data";
+  std::uint64_t max_body_bytes = 41'943'040;  ///< 40 MiB, Redox's data-model limit
+  InvalidPayloads invalid_payloads = InvalidPayloads::kReject;
+  Tls tls;
+  Log log;
+  Limits limits;
+  core::RetryPolicy retry;
+  Journal journal;
+  int dispatch_concurrency = 8;
+  std::vector<Handler> handlers;
+  std::filesystem::path source_file;  ///< the file it was loaded from, empty if none
+};
+
+using Environment = std::map<std::string, std::string>;
+
+/// The FBR_* variables (and only those) of the current process environment.
+Environment process_environment();
+
+/// Either a Config or every error found, each naming its key (e.g. "handlers[1].type: ...").
+struct LoadResult {
+  std::optional<Config> config;
+  std::vector<std::string> errors;
+  [[nodiscard]] bool ok() const { return errors.empty(); }
+};
+
+/// Parses configuration text (JSON with // and /* */ comments) and applies `env` overrides.
+/// `origin` names the source in messages (a file name).
+LoadResult parse_config(std::string_view text, const Environment& env, std::string_view origin);
+
+/// Loads `file` (or, when empty, $FBR_CONFIG from `env`, or no file at all: defaults + env).
+LoadResult load_config(const std::filesystem::path& file, const Environment& env);
+
+/// The effective configuration as pretty JSON, with every secret (tokens, header values that are
+/// literals) replaced by "<redacted>".
+std::string to_redacted_json(const Config& config);
+
+}  // namespace fbr::config

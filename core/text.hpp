@@ -1,0 +1,30 @@
+#pragma once
+// Small pure helpers on strings shared by the layers: hashing, comparison, format checks.
+#include <string>
+#include <string_view>
+
+namespace fbr::core {
+
+/// Lower-case hex SHA-256 of the bytes.
+std::string sha256_hex(std::string_view bytes);
+
+/// Compares two secrets in time that depends only on their lengths, not on where they differ.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+/// 8-4-4-4-12 hex digits (any version, any case).
+bool is_uuid(std::string_view s);
+
+/// An ISO 8601 / RFC 3339 date or date-time: YYYY-MM-DD, optionally followed by
+/// Thh:mm[:ss[.fff]] and Z or ±hh:mm. Checks ranges (month 1-12, day 1-31, hour 0-23, ...).
+bool is_iso8601(std::string_view s);
+
+/// A FHIR R4 resource type name (Patient, Observation, OperationOutcome, ...).
+bool is_fhir_resource_type(std::string_view s);
+
+/// An absolute http:// or https:// URL with a non-empty host and no whitespace or control chars.
+bool is_absolute_http_url(std::string_view s);
+
+/// Escapes a string for inclusion inside JSON double quotes (", \, control characters).
+std::string json_escape(std::string_view s);
+
+}  // namespace fbr::core

@@ -1,0 +1,92 @@
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "server/commands.hpp"
+
+namespace fbr::server {
+namespace {
+
+/// Loads the configuration for a subcommand; prints every error and returns nullopt on failure.
+std::optional<config::Config> load(const std::string& file) {
+  auto result = config::load_config(file, config::process_environment());
+  if (!result.ok()) {
+    std::cerr << "fhir-bulk-receiver: invalid configuration";
+    if (!file.empty()) std::cerr << " (" << file << ")";
+    std::cerr << ":\n";
+    for (const auto& e : result.errors)
+      std::cerr << "  " << e << "\n";
+    return std::nullopt;
+  }
+  return std::move(result.config);
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{
+      "fhir-bulk-receiver: a Redox destination endpoint for FHIR Bulk Data Access "
+      "status-check-response events.",
+      "fhir-bulk-receiver"};
+  app.set_version_flag("--version", std::string("fhir-bulk-receiver ") + FBR_VERSION);
+  app.require_subcommand(0, 1);
+  app.fallthrough();
+  std::string config_file;
+  app.add_option("-c,--config", config_file,
+                 "configuration file (JSON, comments allowed); default $FBR_CONFIG")
+      ->option_text("FILE");
+
+  auto* serve_cmd = app.add_subcommand("serve", "run the service (the default)");
+  auto* check_cmd = app.add_subcommand(
+      "check-config",
+      "validate the configuration and print it, secrets redacted (exit 0 ok, 2 invalid)");
+
+  std::vector<std::string> files;
+  auto* validate_cmd = app.add_subcommand(
+      "validate",
+      "validate payload files offline against the model (exit 0 all valid, 1 any invalid)");
+  validate_cmd->add_option("files", files, "payload files; - reads standard input")
+      ->required()
+      ->option_text("FILE...");
+
+  std::string url;
+  std::string token;
+  std::string send_file;
+  auto* send_cmd =
+      app.add_subcommand("send", "send a test webhook the way Redox does; print status and body");
+  send_cmd->add_option("--url", url, "where to send, e.g. http://127.0.0.1:8080/webhook")
+      ->required();
+  send_cmd->add_option("--token", token, "verification token (header verification-token)");
+  send_cmd->add_option("file", send_file, "payload file; - reads standard input")->required();
+
+  std::string log_id;
+  int limit = 50;
+  bool json = false;
+  auto* events_cmd =
+      app.add_subcommand("events", "list journaled events with their attempts (newest first)");
+  events_cmd->add_option("--log-id", log_id, "only this Redox Log ID (or event key)");
+  events_cmd->add_option("--limit", limit, "at most this many events")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  events_cmd->add_flag("--json", json, "print a JSON array");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::cerr << "fhir-bulk-receiver: " << e.what() << "\n";
+    std::cerr << "usage: fhir-bulk-receiver [serve|check-config|validate|send|events] "
+                 "[--config FILE] ... (see --help)\n";
+    return kExitUsage;
+  }
+
+  if (*validate_cmd) return validate(files);
+  if (*send_cmd) return send(url, token, send_file);
+  auto config = load(config_file);
+  if (!config) return kExitUsage;
+  if (*check_cmd) return check_config(*config);
+  if (*events_cmd) return events(*config, log_id, limit, json);
+  (void)serve_cmd;
+  return serve(*config);
+}
+
+}  // namespace fbr::server

@@ -1,0 +1,228 @@
+#include "server/commands.hpp"
+
+#include <curl/curl.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <sys/stat.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "core/event.hpp"
+#include "server/http_server.hpp"
+#include "server/journal.hpp"
+#include "server/log.hpp"
+
+namespace fbr::server {
+namespace {
+
+/// Reads a whole file, or standard input for "-". nullopt (and a message on stderr) on failure.
+std::optional<std::string> read_input(const std::string& file) {
+  if (file == "-") {
+    return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::cerr << "fhir-bulk-receiver: cannot read " << file << ": " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  std::ostringstream out;
+  out << in.rdbuf();
+  return std::move(out).str();
+}
+
+std::string host_port(const config::Listen& listen) {
+  bool v6 = listen.host.find(':') != std::string::npos;
+  return (v6 ? "[" + listen.host + "]" : listen.host) + ":" + std::to_string(listen.port);
+}
+
+}  // namespace
+
+int serve(const config::Config& config) {
+  // Everything the service writes (journal, quarantine, downloads) is for its owner only: the
+  // payloads are protected health information.
+  ::umask(077);
+  std::signal(SIGPIPE, SIG_IGN);
+  Logger log(config.log);
+  Journal journal;
+  if (auto error = journal.open(config.data_dir)) {
+    log.error("start_failed", log.fields().add("error", *error));
+    std::cerr << "fhir-bulk-receiver: " << *error << "\n";
+    return kExitFailure;
+  }
+  HttpServer server(config, journal, log);
+  if (auto error = server.listen()) {
+    log.error("start_failed", log.fields().add("error", *error));
+    std::cerr << "fhir-bulk-receiver: " << *error << "\n";
+    return kExitFailure;
+  }
+  config::Listen bound = config.listen;
+  bound.port = server.port();
+  log.info("listening", log.fields()
+                            .add("address", host_port(bound))
+                            .add("port", static_cast<int>(server.port()))
+                            .add("path", config.path)
+                            .add("data_dir", config.data_dir.string())
+                            .add("tls", false)
+                            .add("version", FBR_VERSION));
+  const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
+  server.run(threads, std::chrono::seconds(10));
+  journal.stop();
+  log.info("stopped", log.fields());
+  return kExitOk;
+}
+
+int check_config(const config::Config& config) {
+  std::cout << config::to_redacted_json(config) << "\n";
+  std::cerr << "configuration ok";
+  if (!config.source_file.empty()) std::cerr << ": " << config.source_file.string();
+  std::cerr << "\n";
+  return kExitOk;
+}
+
+int validate(const std::vector<std::string>& files) {
+  int status = kExitOk;
+  for (const auto& file : files) {
+    auto body = read_input(file);
+    if (!body) {
+      status = kExitFailure;
+      continue;
+    }
+    auto result = core::parse_event(*body);
+    const std::string name = file == "-" ? "<stdin>" : file;
+    if (result.ok()) {
+      std::cout << name << ": valid (event key " << result.event->key << ")\n";
+    } else {
+      status = kExitFailure;
+      std::cout << name << ": invalid, " << result.errors.size()
+                << (result.errors.size() == 1 ? " error" : " errors") << "\n";
+    }
+    for (const auto& e : result.errors) {
+      std::cout << "  error   " << (e.path.empty() ? "/" : e.path) << ": " << e.message << "\n";
+    }
+    for (const auto& w : result.warnings) {
+      std::cout << "  warning " << (w.path.empty() ? "/" : w.path) << ": " << w.message << "\n";
+    }
+  }
+  return status;
+}
+
+namespace {
+
+std::size_t append_to_string(char* data, std::size_t size, std::size_t count, void* out) {
+  static_cast<std::string*>(out)->append(data, size * count);
+  return size * count;
+}
+
+}  // namespace
+
+int send(const std::string& url, const std::string& token, const std::string& file) {
+  auto body = read_input(file);
+  if (!body) return kExitFailure;
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+  struct curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Expect:");
+  std::string token_header = "verification-token: " + token;
+  if (!token.empty()) headers = curl_slist_append(headers, token_header.c_str());
+  std::string response;
+  std::string user_agent = std::string("fhir-bulk-receiver-send/") + FBR_VERSION;
+  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_POST, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body->data());
+  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl.get(), CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, append_to_string);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 60L);
+  CURLcode rc = curl_easy_perform(curl.get());
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK) {
+    std::cerr << "fhir-bulk-receiver: cannot send to " << url << ": " << curl_easy_strerror(rc)
+              << "\n";
+    return kExitFailure;
+  }
+  long code = 0;
+  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &code);
+  std::cout << code << "\n" << response;
+  if (!response.empty() && response.back() != '\n') std::cout << "\n";
+  return code >= 200 && code < 300 ? kExitOk : kExitFailure;
+}
+
+int events(const config::Config& config, const std::string& log_id, int limit, bool json) {
+  std::string error;
+  auto rows = list_events(config.data_dir, log_id, limit, error);
+  if (!error.empty()) {
+    std::cerr << "fhir-bulk-receiver: " << error << "\n";
+    return kExitFailure;
+  }
+  if (json) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
+    w.SetIndent(' ', 2);
+    w.StartArray();
+    for (const auto& row : rows) {
+      w.StartObject();
+      w.Key("key");
+      w.String(row.key);
+      w.Key("logId");
+      w.String(row.log_id);
+      w.Key("status");
+      w.Int(row.status);
+      w.Key("receivedAt");
+      w.String(row.received_at);
+      w.Key("outputCount");
+      w.Int64(row.output_count);
+      w.Key("attempts");
+      w.StartArray();
+      for (const auto& a : row.attempts) {
+        w.StartObject();
+        w.Key("attemptId");
+        w.String(a.attempt_id);
+        w.Key("receivedAt");
+        w.String(a.received_at);
+        w.Key("remoteAddr");
+        w.String(a.remote_addr);
+        w.Key("requestId");
+        w.String(a.request_id);
+        w.Key("duplicate");
+        w.Bool(a.duplicate);
+        w.EndObject();
+      }
+      w.EndArray();
+      w.EndObject();
+    }
+    w.EndArray();
+    std::cout << buffer.GetString() << "\n";
+    return kExitOk;
+  }
+  if (rows.empty()) {
+    std::cout << (log_id.empty() ? "no events journaled yet\n" : "no event with that Log ID\n");
+    return log_id.empty() ? kExitOk : kExitFailure;
+  }
+  std::printf("%-24s  %-6s  %-7s  %-8s  %s\n", "RECEIVED", "STATUS", "OUTPUTS", "ATTEMPTS",
+              "LOG ID");
+  for (const auto& row : rows) {
+    std::printf("%-24s  %-6d  %-7lld  %-8zu  %s\n", row.received_at.c_str(), row.status,
+                static_cast<long long>(row.output_count), row.attempts.size(),
+                (row.log_id.empty() ? row.key : row.log_id).c_str());
+    if (!log_id.empty()) {
+      for (const auto& a : row.attempts) {
+        std::printf("  attempt %s  at %s  from %s  request %s%s\n", a.attempt_id.c_str(),
+                    a.received_at.c_str(), a.remote_addr.c_str(), a.request_id.c_str(),
+                    a.duplicate ? "  (duplicate)" : "");
+      }
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace fbr::server

@@ -1,0 +1,296 @@
+#include "server/http_server.hpp"
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "server/ids.hpp"
+
+namespace fbr::server {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using asio::ip::tcp;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+/// Counts a value up for the lifetime of the guard.
+class Counted {
+ public:
+  explicit Counted(std::atomic<std::int64_t>& n) : n_(n) { ++n_; }
+  ~Counted() { --n_; }
+  Counted(const Counted&) = delete;
+  Counted& operator=(const Counted&) = delete;
+
+ private:
+  std::atomic<std::int64_t>& n_;
+};
+
+/// A malformed request (as opposed to a peer that closed or stalled): worth a 400 answer.
+bool is_bad_request(const beast::error_code& ec) {
+  if (ec.category() != http::make_error_code(http::error::bad_target).category()) return false;
+  return ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::need_more && ec != http::error::need_buffer;
+}
+
+bool usable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 200) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+std::string endpoint_text(const tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  std::string host = address.to_string();
+  if (address.is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+/// Reads and drops what the peer still sends (at most a while), so that closing after an early
+/// answer (413) does not reset the connection before the peer has read that answer.
+asio::awaitable<void> linger(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(std::chrono::seconds(2));
+  std::array<char, 65536> scratch;
+  for (std::size_t total = 0; total < (std::size_t{128} << 20);) {
+    auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
+    if (read_ec) break;
+    total += n;
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(const config::Config& config, Journal& journal, const Logger& log)
+    : config_(config), log_(log), router_(config, journal, log) {}
+
+HttpServer::~HttpServer() = default;
+
+std::optional<std::string> HttpServer::listen() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(config_.listen.host, ec);
+  if (ec) return "listen: bad address " + config_.listen.host + ": " + ec.message();
+  tcp::endpoint endpoint(address, config_.listen.port);
+  acceptor_ = std::make_unique<tcp::acceptor>(asio::make_strand(ioc_));
+  const std::string where = endpoint_text(endpoint);
+  if (acceptor_->open(endpoint.protocol(), ec); ec) return "listen " + where + ": " + ec.message();
+  acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (address.is_v6()) acceptor_->set_option(asio::ip::v6_only(false), ec);
+  if (acceptor_->bind(endpoint, ec); ec) return "listen " + where + ": " + ec.message();
+  if (acceptor_->listen(asio::socket_base::max_listen_connections, ec); ec) {
+    return "listen " + where + ": " + ec.message();
+  }
+  port_ = acceptor_->local_endpoint().port();
+  return std::nullopt;
+}
+
+void HttpServer::run(unsigned threads, milliseconds drain) {
+  asio::co_spawn(acceptor_->get_executor(), accept_loop(), asio::detached);
+  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
+  signals.async_wait([this, drain](beast::error_code ec, int signal) {
+    if (ec) return;
+    log_.info("shutdown", log_.fields()
+                              .add("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT")
+                              .add("in_flight", static_cast<std::int64_t>(in_flight_.load())));
+    begin_shutdown(drain);
+  });
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i)
+    pool.emplace_back([this] { ioc_.run(); });
+  ioc_.run();
+  for (auto& t : pool)
+    t.join();
+}
+
+void HttpServer::begin_shutdown(milliseconds drain) {
+  stopping_ = true;
+  asio::post(acceptor_->get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_->close(ec);
+  });
+  // Poll until every request being served has been answered, or the drain time is up. Idle
+  // keep-alive connections are simply dropped: nothing was promised on them.
+  const auto deadline = std::chrono::steady_clock::now() + drain;
+  drain_timer_ = std::make_unique<asio::steady_timer>(ioc_);
+  auto poll = std::make_shared<std::function<void(beast::error_code)>>();
+  *poll = [this, deadline, poll](beast::error_code) {
+    if (in_flight_.load() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (in_flight_.load() != 0) {
+        log_.warn("drain_timeout",
+                  log_.fields().add("in_flight", static_cast<std::int64_t>(in_flight_.load())));
+      }
+      ioc_.stop();
+      *poll = nullptr;  // break the self-reference
+      return;
+    }
+    drain_timer_->expires_after(milliseconds(10));
+    drain_timer_->async_wait(*poll);
+  };
+  (*poll)({});
+}
+
+asio::awaitable<void> HttpServer::accept_loop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(ioc_), kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      // Out of file descriptors and the like: say so, keep accepting.
+      log_.error("accept_failed", log_.fields().add("error", ec.message()));
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto executor = socket.get_executor();
+    beast::tcp_stream stream(std::move(socket));
+    if (connections_.load() >= static_cast<std::int64_t>(config_.limits.max_connections)) {
+      asio::co_spawn(executor, refuse(std::move(stream)), asio::detached);
+    } else {
+      asio::co_spawn(executor, session(std::move(stream)), asio::detached);
+    }
+  }
+}
+
+asio::awaitable<void> HttpServer::refuse(beast::tcp_stream stream) {
+  http::response<http::string_body> res{http::status::service_unavailable, 11};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::retry_after, "1");
+  res.set("X-Request-Id", new_uuid());
+  res.body() = R"({"error":"too many connections"})";
+  res.keep_alive(false);
+  res.prepare_payload();
+  stream.expires_after(std::chrono::seconds(5));
+  co_await http::async_write(stream, res, kTuple);
+  co_await linger(stream);
+}
+
+asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
+  Counted connection(connections_);
+  beast::error_code ec;
+  const std::string remote = endpoint_text(stream.socket().remote_endpoint(ec));
+  const auto& limits = config_.limits;
+  beast::flat_buffer buffer;
+  bool first = true;
+
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(limits.max_header_bytes);
+    parser.body_limit(config_.max_body_bytes);
+    // The first request's header must arrive within the header timeout; later ones may wait
+    // for the idle (keep-alive) timeout.
+    stream.expires_after(milliseconds(first ? limits.header_timeout_ms : limits.idle_timeout_ms));
+    first = false;
+    auto [read_ec, header_bytes] = co_await http::async_read_header(stream, buffer, parser, kTuple);
+
+    Reply reply;
+    bool answer_early = false;
+    if (read_ec == http::error::body_limit) {
+      reply = error_reply(http::status::payload_too_large, "payload too large",
+                          "the limit is " + std::to_string(config_.max_body_bytes) + " bytes");
+      answer_early = true;
+    } else if (read_ec == http::error::header_limit) {
+      reply = error_reply(http::status::request_header_fields_too_large, "header too large");
+      answer_early = true;
+    } else if (is_bad_request(read_ec)) {
+      reply = error_reply(http::status::bad_request, "bad request", read_ec.message());
+      answer_early = true;
+    } else if (read_ec) {
+      break;  // closed, reset or timed out before a whole header: nothing to answer
+    }
+
+    Counted in_flight(in_flight_);
+    const auto started = std::chrono::steady_clock::now();
+    auto& request = parser.get();
+    RequestInfo info{remote, {}};
+    if (!answer_early) {
+      auto id = request["X-Request-Id"];
+      info.request_id = usable_request_id(id) ? std::string(id) : new_uuid();
+    } else {
+      info.request_id = new_uuid();
+    }
+
+    if (!answer_early && !parser.is_done()) {
+      if (beast::iequals(request[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> go_on{http::status::continue_, request.version()};
+        stream.expires_after(milliseconds(limits.body_timeout_ms));
+        auto [write_ec, n] = co_await http::async_write(stream, go_on, kTuple);
+        if (write_ec) break;
+      }
+      stream.expires_after(milliseconds(limits.body_timeout_ms));
+      auto [body_ec, body_bytes] = co_await http::async_read(stream, buffer, parser, kTuple);
+      if (body_ec == http::error::body_limit) {
+        reply = error_reply(http::status::payload_too_large, "payload too large",
+                            "the limit is " + std::to_string(config_.max_body_bytes) + " bytes");
+        answer_early = true;
+      } else if (is_bad_request(body_ec)) {
+        reply = error_reply(http::status::bad_request, "bad request", body_ec.message());
+        answer_early = true;
+      } else if (body_ec) {
+        break;  // the body never arrived whole: nothing was accepted, Redox will retry
+      }
+    }
+
+    if (answer_early) {
+      reply.close = true;
+    } else {
+      reply = co_await router_.handle(request, info);
+    }
+
+    http::response<http::string_body> res{reply.status, request.version() ? request.version() : 11};
+    res.set(http::field::content_type, reply.content_type);
+    res.set("X-Request-Id", info.request_id);
+    if (!reply.allow.empty()) res.set(http::field::allow, reply.allow);
+    if (!reply.retry_after.empty()) res.set(http::field::retry_after, reply.retry_after);
+    const std::size_t bytes_in = request.body().size();
+    res.body() = std::move(reply.body);
+    res.keep_alive(!answer_early && request.keep_alive() && !reply.close && !stopping_);
+    res.prepare_payload();
+    stream.expires_after(milliseconds(limits.body_timeout_ms));
+    auto [write_ec, bytes_out] = co_await http::async_write(stream, res, kTuple);
+
+    const double duration_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    // The path only: a GET challenge's query carries a token.
+    std::string_view target = request.target();
+    target = target.substr(0, target.find('?'));
+    log_.info("request",
+              log_.fields()
+                  .add("method", answer_early ? std::string_view("-")
+                                              : std::string_view(request.method_string()))
+                  .add("path", answer_early ? std::string_view("-") : target)
+                  .add("status", static_cast<int>(res.result_int()))
+                  .add("bytes_in", static_cast<std::uint64_t>(bytes_in))
+                  .add("bytes_out", static_cast<std::uint64_t>(bytes_out))
+                  .add("duration_ms", duration_ms)
+                  .add("remote", remote)
+                  .add("request_id", info.request_id));
+    if (write_ec) break;
+    if (answer_early) {
+      co_await linger(stream);
+      co_return;
+    }
+    if (!res.keep_alive()) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+}  // namespace fbr::server

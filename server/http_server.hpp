@@ -1,0 +1,54 @@
+#pragma once
+// The HTTP/1.1 listener and its sessions: Beast over Asio, one coroutine on its own strand per
+// connection, keep-alive and pipelining, header/body/idle timeouts, body and connection limits.
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "config/config.hpp"
+#include "server/log.hpp"
+#include "server/router.hpp"
+
+namespace fbr::server {
+
+class HttpServer {
+ public:
+  HttpServer(const config::Config& config, Journal& journal, const Logger& log);
+  ~HttpServer();
+
+  /// Binds and listens on config.listen. Error message or nullopt.
+  std::optional<std::string> listen();
+  /// The bound port (after listen).
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+  /// Serves on `threads` threads until SIGTERM/SIGINT, then drains in-flight requests (at most
+  /// `drain` long) and returns.
+  void run(unsigned threads, std::chrono::milliseconds drain);
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> session(boost::beast::tcp_stream stream);
+  boost::asio::awaitable<void> refuse(boost::beast::tcp_stream stream);
+  void begin_shutdown(std::chrono::milliseconds drain);
+
+  const config::Config& config_;
+  const Logger& log_;
+  Router router_;
+  // Declared before the io_context: session frames that the io_context destroys touch these.
+  std::atomic<std::int64_t> connections_{0};
+  std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<bool> stopping_{false};
+  boost::asio::io_context ioc_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace fbr::server

@@ -1,0 +1,60 @@
+#pragma once
+// Structured logging over spdlog: every line is a message name plus key/value fields, rendered as
+// `msg key=value ...` (text) or as one JSON object per line (json). Injected, never global.
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config.hpp"
+
+namespace fbr::server {
+
+/// Key/value fields of one log line, rendered once for the configured format.
+class Fields {
+ public:
+  explicit Fields(config::LogFormat format) : format_(format) {}
+  Fields& add(std::string_view key, std::string_view value);
+  Fields& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
+  Fields& add(std::string_view key, const std::string& value) {
+    return add(key, std::string_view(value));
+  }
+  Fields& add(std::string_view key, std::int64_t value);
+  Fields& add(std::string_view key, std::uint64_t value);
+  Fields& add(std::string_view key, int value) { return add(key, std::int64_t{value}); }
+  Fields& add(std::string_view key, double value);
+  Fields& add(std::string_view key, bool value);
+  [[nodiscard]] const std::string& text() const { return out_; }
+
+ private:
+  void key(std::string_view key);
+  config::LogFormat format_;
+  std::string out_;
+};
+
+class Logger {
+ public:
+  /// Writes to standard output (the container way); level and format from the config.
+  explicit Logger(const config::Log& log);
+  /// A logger writing to the given sink (tests).
+  Logger(const config::Log& log, spdlog::sink_ptr sink);
+
+  [[nodiscard]] Fields fields() const { return Fields(format_); }
+  void log(spdlog::level::level_enum level, std::string_view msg, const Fields& fields) const;
+  void info(std::string_view msg, const Fields& f) const { log(spdlog::level::info, msg, f); }
+  void warn(std::string_view msg, const Fields& f) const { log(spdlog::level::warn, msg, f); }
+  void error(std::string_view msg, const Fields& f) const { log(spdlog::level::err, msg, f); }
+  void debug(std::string_view msg, const Fields& f) const { log(spdlog::level::debug, msg, f); }
+  [[nodiscard]] bool enabled(spdlog::level::level_enum level) const {
+    return logger_->should_log(level);
+  }
+  void flush() const { logger_->flush(); }
+
+ private:
+  config::LogFormat format_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
+}  // namespace fbr::server

@@ -1,0 +1,37 @@
+#pragma once
+// What the server answers: a status, a body and the few headers that vary by outcome. One place
+// (reply.cpp) maps each outcome to its HTTP status and body.
+#include <boost/beast/http/status.hpp>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "core/event.hpp"
+
+namespace fbr::server {
+
+namespace http = boost::beast::http;
+
+struct Reply {
+  http::status status = http::status::ok;
+  std::string body;
+  std::string content_type = "application/json";
+  std::string allow;        ///< Allow header (405)
+  std::string retry_after;  ///< Retry-After header (503)
+  bool close = false;       ///< close the connection after this answer
+};
+
+Reply accepted_reply(const std::string& log_id, bool duplicate,
+                     const std::vector<core::Diagnostic>& warnings);
+Reply quarantined_reply(const std::string& request_id, const std::vector<core::Diagnostic>& errors);
+Reply invalid_payload_reply(const std::vector<core::Diagnostic>& errors);
+Reply challenge_reply(const std::string& challenge);
+Reply unauthorized_reply();
+Reply unavailable_reply(const std::string& why);
+/// A JSON error body {"error": message} with the status; `detail` added when non-empty.
+Reply error_reply(http::status status, const std::string& message, const std::string& detail = {});
+
+/// JSON array of {"path","message"} for diagnostics (also what quarantine stores).
+std::string diagnostics_json(const std::vector<core::Diagnostic>& diagnostics);
+
+}  // namespace fbr::server
