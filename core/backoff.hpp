@@ -1,5 +1,5 @@
 #pragma once
-// Retry arithmetic for handler deliveries: exponential back-off with full jitter.
+// Retry arithmetic for handler deliveries: exponential back-off with equal jitter.
 #include <chrono>
 #include <cstdint>
 

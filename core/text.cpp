@@ -1,0 +1,373 @@
+#include "core/text.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <string_view>
+
+namespace fbr::core {
+namespace {
+
+constexpr std::string_view kHexDigits = "0123456789abcdef";
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+/// Reads exactly `n` decimal digits at `pos` into `out`; false when any is not a digit.
+bool read_digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  int value = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (!is_digit(s[i])) return false;
+    value = value * 10 + (s[i] - '0');
+  }
+  out = value;
+  return true;
+}
+
+bool is_leap_year(int year) {
+  return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
+
+int days_in_month(int year, int month) {
+  constexpr std::array<int, 12> kDays = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month == 2 && is_leap_year(year)) return 29;
+  return kDays[static_cast<std::size_t>(month - 1)];
+}
+
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return ascii_lower(x) == ascii_lower(y);
+         });
+}
+
+// FHIR R4 (4.0.1) concrete resource types, sorted (byte order) for binary search. The abstract
+// Resource and DomainResource are left out: no export produces a file of those.
+constexpr std::array<std::string_view, 146> kFhirR4ResourceTypes = {
+    "Account",
+    "ActivityDefinition",
+    "AdverseEvent",
+    "AllergyIntolerance",
+    "Appointment",
+    "AppointmentResponse",
+    "AuditEvent",
+    "Basic",
+    "Binary",
+    "BiologicallyDerivedProduct",
+    "BodyStructure",
+    "Bundle",
+    "CapabilityStatement",
+    "CarePlan",
+    "CareTeam",
+    "CatalogEntry",
+    "ChargeItem",
+    "ChargeItemDefinition",
+    "Claim",
+    "ClaimResponse",
+    "ClinicalImpression",
+    "CodeSystem",
+    "Communication",
+    "CommunicationRequest",
+    "CompartmentDefinition",
+    "Composition",
+    "ConceptMap",
+    "Condition",
+    "Consent",
+    "Contract",
+    "Coverage",
+    "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse",
+    "DetectedIssue",
+    "Device",
+    "DeviceDefinition",
+    "DeviceMetric",
+    "DeviceRequest",
+    "DeviceUseStatement",
+    "DiagnosticReport",
+    "DocumentManifest",
+    "DocumentReference",
+    "EffectEvidenceSynthesis",
+    "Encounter",
+    "Endpoint",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
+    "EpisodeOfCare",
+    "EventDefinition",
+    "Evidence",
+    "EvidenceVariable",
+    "ExampleScenario",
+    "ExplanationOfBenefit",
+    "FamilyMemberHistory",
+    "Flag",
+    "Goal",
+    "GraphDefinition",
+    "Group",
+    "GuidanceResponse",
+    "HealthcareService",
+    "ImagingStudy",
+    "Immunization",
+    "ImmunizationEvaluation",
+    "ImmunizationRecommendation",
+    "ImplementationGuide",
+    "InsurancePlan",
+    "Invoice",
+    "Library",
+    "Linkage",
+    "List",
+    "Location",
+    "Measure",
+    "MeasureReport",
+    "Media",
+    "Medication",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationKnowledge",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicinalProduct",
+    "MedicinalProductAuthorization",
+    "MedicinalProductContraindication",
+    "MedicinalProductIndication",
+    "MedicinalProductIngredient",
+    "MedicinalProductInteraction",
+    "MedicinalProductManufactured",
+    "MedicinalProductPackaged",
+    "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect",
+    "MessageDefinition",
+    "MessageHeader",
+    "MolecularSequence",
+    "NamingSystem",
+    "NutritionOrder",
+    "Observation",
+    "ObservationDefinition",
+    "OperationDefinition",
+    "OperationOutcome",
+    "Organization",
+    "OrganizationAffiliation",
+    "Parameters",
+    "Patient",
+    "PaymentNotice",
+    "PaymentReconciliation",
+    "Person",
+    "PlanDefinition",
+    "Practitioner",
+    "PractitionerRole",
+    "Procedure",
+    "Provenance",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "RelatedPerson",
+    "RequestGroup",
+    "ResearchDefinition",
+    "ResearchElementDefinition",
+    "ResearchStudy",
+    "ResearchSubject",
+    "RiskAssessment",
+    "RiskEvidenceSynthesis",
+    "Schedule",
+    "SearchParameter",
+    "ServiceRequest",
+    "Slot",
+    "Specimen",
+    "SpecimenDefinition",
+    "StructureDefinition",
+    "StructureMap",
+    "Subscription",
+    "Substance",
+    "SubstanceNucleicAcid",
+    "SubstancePolymer",
+    "SubstanceProtein",
+    "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial",
+    "SubstanceSpecification",
+    "SupplyDelivery",
+    "SupplyRequest",
+    "Task",
+    "TerminologyCapabilities",
+    "TestReport",
+    "TestScript",
+    "ValueSet",
+    "VerificationResult",
+    "VisionPrescription",
+};
+
+static_assert(std::is_sorted(kFhirR4ResourceTypes.begin(), kFhirR4ResourceTypes.end()),
+              "kFhirR4ResourceTypes must stay sorted for binary search");
+
+}  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1) {
+    return {};  // only on allocation failure inside OpenSSL
+  }
+  std::string hex;
+  hex.reserve(length * 2U);
+  for (unsigned int i = 0; i < length; ++i) {
+    hex.push_back(kHexDigits[digest[i] >> 4U]);
+    hex.push_back(kHexDigits[digest[i] & 0x0FU]);
+  }
+  return hex;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  // Walk the longer length whatever the contents; a shorter side reads as zero bytes. The only
+  // branches depend on the lengths, never on the bytes.
+  const std::size_t n = std::max(a.size(), b.size());
+  volatile unsigned char diff = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto x = i < a.size() ? static_cast<unsigned char>(a[i]) : static_cast<unsigned char>(0);
+    const auto y = i < b.size() ? static_cast<unsigned char>(b[i]) : static_cast<unsigned char>(0);
+    diff = static_cast<unsigned char>(diff | (x ^ y));
+  }
+  return diff == 0 && a.size() == b.size();
+}
+
+bool is_uuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool dash_position = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash_position ? s[i] != '-' : !is_hex(s[i])) return false;
+  }
+  return true;
+}
+
+bool is_iso8601(std::string_view s) {
+  int year = 0;
+  int month = 0;
+  int day = 0;
+  if (!read_digits(s, 0, 4, year) || s.size() < 10 || s[4] != '-' || !read_digits(s, 5, 2, month) ||
+      s[7] != '-' || !read_digits(s, 8, 2, day)) {
+    return false;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)) return false;
+  if (s.size() == 10) return true;
+
+  // A date-time: Thh:mm[:ss[.f+]] followed by a zone, which is required (a local time is
+  // ambiguous).
+  int hour = 0;
+  int minute = 0;
+  if (s[10] != 'T' || !read_digits(s, 11, 2, hour) || s.size() < 16 || s[13] != ':' ||
+      !read_digits(s, 14, 2, minute)) {
+    return false;
+  }
+  if (hour > 23 || minute > 59) return false;
+  std::size_t pos = 16;
+  if (pos < s.size() && s[pos] == ':') {
+    int second = 0;
+    if (!read_digits(s, pos + 1, 2, second) || second > 60) return false;  // 60: leap second
+    pos += 3;
+    if (pos < s.size() && s[pos] == '.') {
+      const std::size_t first = ++pos;
+      while (pos < s.size() && is_digit(s[pos]))
+        ++pos;
+      if (pos == first) return false;
+    }
+  }
+  if (pos >= s.size()) return false;
+  if (s[pos] == 'Z') return pos + 1 == s.size();
+  if (s[pos] != '+' && s[pos] != '-') return false;
+  int offset_hour = 0;
+  int offset_minute = 0;
+  if (!read_digits(s, pos + 1, 2, offset_hour) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+      !read_digits(s, pos + 4, 2, offset_minute)) {
+    return false;
+  }
+  return pos + 6 == s.size() && offset_hour <= 23 && offset_minute <= 59;
+}
+
+bool is_fhir_resource_type(std::string_view s) {
+  return std::binary_search(kFhirR4ResourceTypes.begin(), kFhirR4ResourceTypes.end(), s);
+}
+
+bool is_absolute_http_url(std::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7F) return false;  // whitespace and control characters
+  }
+  std::string_view rest;
+  if (s.size() >= 7 && iequals(s.substr(0, 7), "http://")) {
+    rest = s.substr(7);
+  } else if (s.size() >= 8 && iequals(s.substr(0, 8), "https://")) {
+    rest = s.substr(8);
+  } else {
+    return false;
+  }
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);  // drop user information
+  }
+  std::string_view host;
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {  // IPv6 literal
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return false;
+      port = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.find(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+  }
+  if (host.empty()) return false;
+  return std::all_of(port.begin(), port.end(), is_digit);
+}
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          const auto u = static_cast<unsigned char>(c);
+          out += "\\u00";
+          out.push_back(kHexDigits[u >> 4U]);
+          out.push_back(kHexDigits[u & 0x0FU]);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  return out;
+}
+
+}  // namespace fbr::core
