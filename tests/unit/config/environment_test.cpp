@@ -87,7 +87,7 @@ TEST_CASE("config env: each override replaces the file's value") {
   CHECK(c.journal.backend == "nats");
 }
 
-TEST_CASE("config env: values are trimmed, and empty values count as unset") {
+TEST_CASE("config env: values are trimmed and empty values count as unset") {
   const Config c = parse_ok("{}", {{"FBR_VERIFICATION_TOKEN", "t"},
                                    {"FBR_LISTEN", " 0.0.0.0:81 "},
                                    {"FBR_PATH", ""},
@@ -207,7 +207,7 @@ TEST_CASE("config load_config: FBR_CONFIG names the file when none is given") {
   CHECK(missing.errors[0].starts_with("cannot read /nonexistent/c.json: "));
 }
 
-TEST_CASE("config load_config: with no file at all, defaults and the environment") {
+TEST_CASE("config load_config: with no file at all defaults and the environment") {
   const LoadResult r = load_config("", {{"FBR_VERIFICATION_TOKEN", "t"}, {"FBR_LISTEN", "[::]:0"}});
   INFO(test::joined(r.errors));
   REQUIRE(r.ok());

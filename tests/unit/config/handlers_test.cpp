@@ -34,7 +34,7 @@ TEST_CASE("config handlers: name and type are required") {
         R"(handlers[0]: must be an object, got "archive")");
 }
 
-TEST_CASE("config handlers: names are non-empty, made of letters, digits, _ . and -, and unique") {
+TEST_CASE("config handlers: names are non-empty made of letters digits _ . and - and unique") {
   CHECK(one_handler(R"({"name": "A-z_0.9", "type": "file", "dir": "d"})").name == "A-z_0.9");
   const std::string expected =
       R"(handlers[0].name: must be a non-empty name of letters, digits, '_', '.' and '-', got )";
@@ -53,7 +53,7 @@ TEST_CASE("config handlers: names are non-empty, made of letters, digits, _ . an
   CHECK(errors[0] == R"(handlers[2].name: duplicate handler name "a" (also handlers[0]))");
 }
 
-TEST_CASE("config handlers: an unknown type is reported once, not with each of its keys") {
+TEST_CASE("config handlers: an unknown type is reported once not with each of its keys") {
   CHECK(
       handler_error(R"({"name": "a", "type": "ftp", "dir": "d"})") ==
       R"(handlers[0].type: must be one of "file", "exec", "http", "download", "nats", got "ftp")");
@@ -63,7 +63,7 @@ TEST_CASE("config handlers: an unknown type is reported once, not with each of i
   CHECK(errors[1] == "handlers[0].colour: unknown key");
 }
 
-TEST_CASE("config handlers: unknown keys, and keys of another type, name the full path") {
+TEST_CASE("config handlers: unknown keys and keys of another type name the full path") {
   CHECK(error_of(R"({"handlers": [{"name": "a", "type": "file", "dir": "d"},
                                   {"name": "b", "type": "file", "dir": "d", "colour": "red"}]})") ==
         "handlers[1].colour: unknown key");

@@ -26,7 +26,7 @@ constexpr std::string_view kSecretConfig = R"({
   ]
 })";
 
-TEST_CASE("config output: no secret appears, the token count does") {
+TEST_CASE("config output: no secret appears the token count does") {
   const Config c = parse_ok(kSecretConfig, {});
   const std::string json = to_redacted_json(c);
   CAPTURE(json);
@@ -58,7 +58,7 @@ TEST_CASE("config output: tokens from the environment are redacted too") {
   ])"));
 }
 
-TEST_CASE("config output: the defaults, every key present, 2-space pretty JSON") {
+TEST_CASE("config output: the defaults every key present 2-space pretty JSON") {
   const std::string json = to_redacted_json(parse_ok("{}"));
   CHECK(json == R"({
   "listen": "127.0.0.1:8080",
@@ -112,7 +112,7 @@ TEST_CASE("config output: IPv6 listen addresses get their brackets back") {
                  R"("listen": "[::1]:9000")"));
 }
 
-TEST_CASE("config output: a handler shows its type keys, effective retry and filters") {
+TEST_CASE("config output: a handler shows its type keys effective retry and filters") {
   const std::string json = to_redacted_json(parse_ok(R"({
     "retry": {"max_attempts": 4},
     "handlers": [{"name": "dl", "type": "download", "dir": "/dl", "token_file": "/run/t",

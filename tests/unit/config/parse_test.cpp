@@ -154,7 +154,7 @@ TEST_CASE("config: verification_tokens") {
         "verification_tokens[0]: must not contain control characters");
 }
 
-TEST_CASE("config: a token is required, from the file or the environment") {
+TEST_CASE("config: a token is required from the file or the environment") {
   const std::string missing =
       "verification_tokens: at least one token is required (set it in the file or "
       "FBR_VERIFICATION_TOKEN)";
@@ -173,7 +173,7 @@ TEST_CASE("config: a token is required, from the file or the environment") {
   CHECK(errors[1] == missing);
 }
 
-TEST_CASE("config: bad scalar values name the key, the expectation and the value") {
+TEST_CASE("config: bad scalar values name the key the expectation and the value") {
   CHECK(error_of(R"({"max_body_bytes": "ten"})") ==
         R"(max_body_bytes: must be a positive integer, got "ten")");
   CHECK(error_of(R"({"max_body_bytes": 0})") ==
@@ -291,7 +291,7 @@ TEST_CASE("config: a key given twice is an error") {
   CHECK(error_of(R"({"log": {"level": "info", "level": "debug"}})") == "log.level: duplicate key");
 }
 
-TEST_CASE("config: every error is collected, in document order") {
+TEST_CASE("config: every error is collected in document order") {
   const auto errors = errors_of(R"({
     "listen": "nope",
     "max_body_bytes": "ten",
@@ -326,7 +326,7 @@ TEST_CASE("config: comments and trailing commas are allowed") {
   CHECK(c.log.level == "warn");
 }
 
-TEST_CASE("config: a syntax error names the origin, line, column and offset") {
+TEST_CASE("config: a syntax error names the origin line column and offset") {
   const LoadResult r =
       parse_config("{\n  \"listen\": \"a:1\"\n  \"path\": \"/x\"\n}", {}, "my.json");
   CHECK_FALSE(r.config.has_value());

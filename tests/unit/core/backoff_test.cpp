@@ -14,7 +14,7 @@ using fbr::core::RetryPolicy;
 using std::chrono::milliseconds;
 
 TEST_SUITE("core/backoff") {
-  TEST_CASE("the ceiling doubles per attempt; jitter 0 gives half of it") {
+  TEST_CASE("the ceiling doubles per attempt - jitter 0 gives half of it") {
     const RetryPolicy p;  // 1000 ms initial, 300000 ms cap
     CHECK(backoff_delay(p, 1, 0.0) == milliseconds(500));
     CHECK(backoff_delay(p, 2, 0.0) == milliseconds(1000));
@@ -23,7 +23,7 @@ TEST_SUITE("core/backoff") {
     CHECK(backoff_delay(p, 9, 0.0) == milliseconds(128000));
   }
 
-  TEST_CASE("jitter spreads the delay over [ceiling/2, ceiling)") {
+  TEST_CASE("jitter spreads the delay over (ceiling/2 ceiling)") {
     const RetryPolicy p;
     CHECK(backoff_delay(p, 1, 0.5) == milliseconds(750));
     CHECK(backoff_delay(p, 3, 0.25) == milliseconds(2500));
@@ -67,7 +67,7 @@ TEST_SUITE("core/backoff") {
     CHECK(backoff_delay(tiny, 100, 0.0).count() == kMax / 2);
   }
 
-  TEST_CASE("odd inputs are clamped, never undefined") {
+  TEST_CASE("odd inputs are clamped never undefined") {
     const RetryPolicy p;
     CHECK(backoff_delay(p, 0, 0.0) == milliseconds(500));   // as attempt 1
     CHECK(backoff_delay(p, -5, 0.0) == milliseconds(500));  // as attempt 1

@@ -154,7 +154,7 @@ TEST_SUITE("core/event") {
     CHECK(e.attempt_id() == "925d1617-2fe0-468c-a14c-f8c04b572c54");
   }
 
-  TEST_CASE("complete-status-as-string.json parses, status \"200\" becomes 200") {
+  TEST_CASE("complete-status-as-string.json parses status \"200\" becomes 200") {
     const ParseResult r = parse_event(fixture("complete-status-as-string.json"));
     expect_clean(r);
     REQUIRE(r.event);
@@ -163,7 +163,7 @@ TEST_SUITE("core/event") {
     CHECK(r.event->attempt_id().empty());  // AttemptID is null
   }
 
-  TEST_CASE("in-progress.json parses: 202, progress, empty output, null transactionTime") {
+  TEST_CASE("in-progress.json parses: 202 progress empty output null transactionTime") {
     const ParseResult r = parse_event(fixture("in-progress.json"));
     expect_clean(r);
     REQUIRE(r.event);
@@ -276,7 +276,7 @@ TEST_SUITE("core/event") {
                       R"(must be "status-check-response", got object)");
   }
 
-  TEST_CASE("string-or-null fields: null is fine, any other type is an error") {
+  TEST_CASE("string-or-null fields: null is fine any other type is an error") {
     for (const char* path :
          {"/Meta/EventDateTime", "/Meta/FacilityCode", "/Meta/Source/ID", "/Meta/Source/Name",
           "/Meta/Destinations/0/ID", "/Meta/Destinations/0/Name", "/Meta/Logs/0/ID",
@@ -306,7 +306,7 @@ TEST_SUITE("core/event") {
     CHECK_FALSE(n.event->request.has_value());
   }
 
-  TEST_CASE("boolean-or-null fields: null is fine, any other type is an error") {
+  TEST_CASE("boolean-or-null fields: null is fine any other type is an error") {
     for (const char* path : {"/Meta/Test", "/requiresAccessToken"}) {
       CAPTURE(path);
       expect_clean(parse_event(with(path, "null")));
@@ -353,7 +353,7 @@ TEST_SUITE("core/event") {
     }
   }
 
-  TEST_CASE("several destinations and logs are all mapped, in order") {
+  TEST_CASE("several destinations and logs are all mapped in order") {
     const ParseResult r = parse_event(with("/Meta/Destinations", R"([
       {"ID": "af394f14-b34a-464f-8d24-895f370af4c9", "Name": "A"},
       {"ID": null, "Name": "B"}, {}])"));
@@ -365,7 +365,7 @@ TEST_SUITE("core/event") {
     CHECK_FALSE(r.event->meta.destinations[2].name.has_value());
   }
 
-  TEST_CASE("status: 200 and 202, as number or string") {
+  TEST_CASE("status: 200 and 202 as number or string") {
     for (const auto& json_expected : std::vector<std::pair<std::string, int>>{
              {"200", 200}, {"202", 202}, {R"("200")", 200}, {R"("202")", 202}}) {
       const auto& json = json_expected.first;
@@ -442,7 +442,7 @@ TEST_SUITE("core/event") {
     expect_clean(parse_event(with("/output/0/url", R"("http://10.0.0.1:8080/x.ndjson")")));
   }
 
-  TEST_CASE("output[].count, when present, is a non-negative integer") {
+  TEST_CASE("output.count when present is a non-negative integer") {
     const ParseResult r = parse_event(with("/output/0/count", "1234"));
     expect_clean(r);
     REQUIRE(r.event);
@@ -466,7 +466,7 @@ TEST_SUITE("core/event") {
     }
   }
 
-  TEST_CASE("error[] and deleted[] are optional, mapped, and follow the output entry rules") {
+  TEST_CASE("error and deleted are optional mapped and follow the output entry rules") {
     std::string body = with("/error", R"([{"type": "OperationOutcome",
         "url": "https://example.com/err.ndjson", "count": 2}])");
     body =
@@ -527,7 +527,7 @@ TEST_SUITE("core/event") {
                         R"(should be a FHIR R4 resource type, got "")");
   }
 
-  TEST_CASE("warning: error[] entries should be OperationOutcome, deleted[] entries Bundle") {
+  TEST_CASE("warning: error entries should be OperationOutcome deleted entries Bundle") {
     expect_only_warning(
         parse_event(with("/error", R"([{"type": "Patient", "url": "https://example.com/e"}])")),
         "/error/0/type", R"(should be "OperationOutcome", got "Patient")");
@@ -536,7 +536,7 @@ TEST_SUITE("core/event") {
         "/deleted/0/type", R"(should be "Bundle", got "Patient")");
   }
 
-  TEST_CASE("warning: status 200 without transactionTime (missing or null); not for 202") {
+  TEST_CASE("warning: status 200 without transactionTime (missing or null) - not for 202") {
     const std::string message = "should be present when status is 200 (export complete)";
     expect_only_warning(parse_event(without("/transactionTime")), "/transactionTime", message);
     expect_only_warning(parse_event(with("/transactionTime", "null")), "/transactionTime", message);
@@ -612,7 +612,7 @@ TEST_SUITE("core/event") {
           "must be an absolute http(s) URL, got \"" + std::string(79, 'x') + "\"... (81 bytes)");
   }
 
-  TEST_CASE("the number of diagnostics is bounded, with a count of the rest") {
+  TEST_CASE("the number of diagnostics is bounded with a count of the rest") {
     std::string entries = "[";
     for (int i = 0; i < 2000; ++i)
       entries += i == 0 ? "{}" : ",{}";
@@ -655,7 +655,7 @@ TEST_SUITE("core/event") {
         parse_event(replace_once(complete(), "\"status\": 200", "\"status\": " + digits)));
   }
 
-  TEST_CASE("parse_event never throws, whatever the bytes") {
+  TEST_CASE("parse_event never throws whatever the bytes") {
     for (const std::string_view body :
          {std::string_view(""), std::string_view("\xFF\xFE"), std::string_view("{\"Meta\":"),
           std::string_view("{\"\\ud800\":1}"), std::string_view("\"\\u0000\""),
@@ -665,7 +665,7 @@ TEST_SUITE("core/event") {
     }
   }
 
-  TEST_CASE("event key: Logs[0].ID when present and non-empty, else sha256 of the body") {
+  TEST_CASE("event key: Logs(0).ID when present and non-empty else sha256 of the body") {
     CHECK(parse_event(complete()).event->key == "d9f5d293-7110-461e-a875-3beb089e79f3");
     for (const std::string& body :
          {without("/Meta/Logs"), with("/Meta/Logs", "[]"), with("/Meta/Logs/0/ID", "null"),

@@ -43,7 +43,7 @@ TEST_SUITE("core/when") {
     CHECK(matches(w, sample()));
   }
 
-  TEST_CASE("test: equals Meta.Test, absent or null counting as false") {
+  TEST_CASE("test: equals Meta.Test absent or null counting as false") {
     WhenFilter w;
     w.test = true;
     CHECK(matches(w, sample()));
@@ -88,7 +88,7 @@ TEST_SUITE("core/when") {
     CHECK_FALSE(matches(w, null_id));
   }
 
-  TEST_CASE("destination_id: any Meta.Destinations[].ID") {
+  TEST_CASE("destination_id: any Meta.Destinations.ID") {
     WhenFilter w;
     w.destination_id = "dest-2";
     CHECK(matches(w, sample()));

@@ -23,7 +23,7 @@ TEST_CASE("the token comes from verification-token or Authorization: Bearer") {
   CHECK(header_token(basic).empty());
 }
 
-TEST_CASE("JSON content types are accepted, others are not") {
+TEST_CASE("JSON content types are accepted others are not") {
   CHECK(is_json_content_type(""));
   CHECK(is_json_content_type("application/json"));
   CHECK(is_json_content_type("Application/JSON; charset=utf-8"));

@@ -53,7 +53,7 @@ CommitResult commit_sync(Journal& journal, CommitRequest request) {
 
 }  // namespace
 
-TEST_CASE("journal commits events, records duplicates as attempts, and reads them back") {
+TEST_CASE("journal commits events records duplicates as attempts and reads them back") {
   TempDir dir;
   {
     Journal journal;
@@ -80,7 +80,7 @@ TEST_CASE("journal commits events, records duplicates as attempts, and reads the
   CHECK(rows[0].attempts[1].duplicate);
 }
 
-TEST_CASE("journal group-commits many concurrent requests, each answered once") {
+TEST_CASE("journal group-commits many concurrent requests each answered once") {
   TempDir dir;
   Journal journal;
   REQUIRE_FALSE(journal.open(dir.path).has_value());
