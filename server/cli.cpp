@@ -61,20 +61,28 @@ int run_cli(int argc, char** argv) {
   std::string log_id;
   int limit = 50;
   bool json = false;
-  auto* events_cmd =
-      app.add_subcommand("events", "list journaled events with their attempts (newest first)");
+  auto* events_cmd = app.add_subcommand(
+      "events", "list journaled events with their attempts and deliveries (newest first)");
   events_cmd->add_option("--log-id", log_id, "only this Redox Log ID (or event key)");
   events_cmd->add_option("--limit", limit, "at most this many events")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   events_cmd->add_flag("--json", json, "print a JSON array");
 
+  std::string replay_log_id;
+  std::string replay_handler;
+  auto* replay_cmd = app.add_subcommand(
+      "replay", "run the handlers for a journaled event again (works while the server runs)");
+  replay_cmd->add_option("--log-id", replay_log_id, "the event's Redox Log ID (or event key)")
+      ->required();
+  replay_cmd->add_option("--handler", replay_handler, "only this handler (default: all of them)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::cerr << "fhir-bulk-receiver: " << e.what() << "\n";
-    std::cerr << "usage: fhir-bulk-receiver [serve|check-config|validate|send|events] "
+    std::cerr << "usage: fhir-bulk-receiver [serve|check-config|validate|send|events|replay] "
                  "[--config FILE] ... (see --help)\n";
     return kExitUsage;
   }
@@ -85,6 +93,7 @@ int run_cli(int argc, char** argv) {
   if (!config) return kExitUsage;
   if (*check_cmd) return check_config(*config);
   if (*events_cmd) return events(*config, log_id, limit, json);
+  if (*replay_cmd) return replay(*config, replay_log_id, replay_handler);
   (void)serve_cmd;
   return serve(*config);
 }

@@ -10,11 +10,13 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
 
 #include "core/event.hpp"
+#include "server/dispatcher.hpp"
 #include "server/http_server.hpp"
 #include "server/journal.hpp"
 #include "server/log.hpp"
@@ -50,11 +52,34 @@ int serve(const config::Config& config) {
   ::umask(077);
   std::signal(SIGPIPE, SIG_IGN);
   Logger log(config.log);
+  // Refuse what is configured but not built, rather than silently serving without it.
+  for (auto [unsupported, why] :
+       {std::pair{config.tls.enabled(),
+                  "tls: HTTPS serving is not available in this version; terminate TLS in a "
+                  "reverse proxy and remove the tls block"},
+        std::pair{config.journal.backend != "sqlite",
+                  "journal.backend: only \"sqlite\" is available in this version"}}) {
+    if (unsupported) {
+      std::cerr << "fhir-bulk-receiver: " << why << "\n";
+      return kExitUsage;
+    }
+  }
   Journal journal;
   if (auto error = journal.open(config.data_dir)) {
     log.error("start_failed", log.fields().add("error", *error));
     std::cerr << "fhir-bulk-receiver: " << *error << "\n";
     return kExitFailure;
+  }
+  if (!journal.unavailable_reason().empty()) {
+    // Serve anyway: answers are 503 (Redox retries) and /readyz says not ready until the disk
+    // is writable again; the journal reopens by itself.
+    log.error("journal_unavailable", log.fields().add("error", journal.unavailable_reason()));
+  }
+  Dispatcher dispatcher(config, journal, log);
+  if (auto error = dispatcher.start()) {
+    log.error("start_failed", log.fields().add("error", *error));
+    std::cerr << "fhir-bulk-receiver: " << *error << "\n";
+    return kExitUsage;
   }
   HttpServer server(config, journal, log);
   if (auto error = server.listen()) {
@@ -73,6 +98,7 @@ int serve(const config::Config& config) {
                             .add("version", FBR_VERSION));
   const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
   server.run(threads, std::chrono::seconds(10));
+  dispatcher.stop();
   journal.stop();
   log.info("stopped", log.fields());
   return kExitOk;
@@ -198,6 +224,25 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
         w.EndObject();
       }
       w.EndArray();
+      w.Key("deliveries");
+      w.StartArray();
+      for (const auto& d : row.deliveries) {
+        w.StartObject();
+        w.Key("handler");
+        w.String(d.handler);
+        w.Key("state");
+        w.String(d.state);
+        w.Key("attempts");
+        w.Int(d.attempts);
+        w.Key("nextAttemptAt");
+        w.Int64(d.next_attempt_at_ms);
+        w.Key("lastError");
+        w.String(d.last_error);
+        w.Key("updatedAt");
+        w.String(d.updated_at);
+        w.EndObject();
+      }
+      w.EndArray();
       w.EndObject();
     }
     w.EndArray();
@@ -208,12 +253,25 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
     std::cout << (log_id.empty() ? "no events journaled yet\n" : "no event with that Log ID\n");
     return log_id.empty() ? kExitOk : kExitFailure;
   }
-  std::printf("%-24s  %-6s  %-7s  %-8s  %s\n", "RECEIVED", "STATUS", "OUTPUTS", "ATTEMPTS",
-              "LOG ID");
+  std::printf("%-24s  %-6s  %-7s  %-8s  %-20s  %s\n", "RECEIVED", "STATUS", "OUTPUTS", "ATTEMPTS",
+              "DELIVERIES", "LOG ID");
   for (const auto& row : rows) {
-    std::printf("%-24s  %-6d  %-7lld  %-8zu  %s\n", row.received_at.c_str(), row.status,
-                static_cast<long long>(row.output_count), row.attempts.size(),
+    std::map<std::string, int> states;
+    for (const auto& d : row.deliveries)
+      ++states[d.state];
+    std::string summary;
+    for (const auto& [state, n] : states) {
+      summary += (summary.empty() ? "" : ",") + std::to_string(n) + " " + state;
+    }
+    if (summary.empty()) summary = "-";
+    std::printf("%-24s  %-6d  %-7lld  %-8zu  %-20s  %s\n", row.received_at.c_str(), row.status,
+                static_cast<long long>(row.output_count), row.attempts.size(), summary.c_str(),
                 (row.log_id.empty() ? row.key : row.log_id).c_str());
+    for (const auto& d : row.deliveries) {
+      std::printf(
+          "  delivery %-16s %-8s attempts %d%s%s\n", d.handler.c_str(), d.state.c_str(), d.attempts,
+          d.last_error.empty() ? "" : "  last error: ", d.last_error.substr(0, 200).c_str());
+    }
     if (!log_id.empty()) {
       for (const auto& a : row.attempts) {
         std::printf("  attempt %s  at %s  from %s  request %s%s\n", a.attempt_id.c_str(),
@@ -222,6 +280,28 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
       }
     }
   }
+  return kExitOk;
+}
+
+int replay(const config::Config& config, const std::string& log_id, const std::string& handler) {
+  std::vector<std::string> configured;
+  for (const auto& h : config.handlers)
+    configured.push_back(h.name);
+  std::string error;
+  auto requeued = replay_deliveries(config.data_dir, log_id, handler, configured, error);
+  if (!error.empty()) {
+    std::cerr << "fhir-bulk-receiver: " << error << "\n";
+    return kExitFailure;
+  }
+  if (requeued.empty()) {
+    std::cout << "no deliveries to replay for " << log_id << "\n";
+    return kExitFailure;
+  }
+  for (const auto& name : requeued) {
+    std::cout << "re-queued " << log_id << " for handler " << name << "\n";
+  }
+  std::cout
+      << "a running server picks them up within a second; otherwise they run at its next start\n";
   return kExitOk;
 }
 

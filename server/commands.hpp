@@ -18,6 +18,7 @@ int check_config(const config::Config& config);
 int validate(const std::vector<std::string>& files);
 int send(const std::string& url, const std::string& token, const std::string& file);
 int events(const config::Config& config, const std::string& log_id, int limit, bool json);
+int replay(const config::Config& config, const std::string& log_id, const std::string& handler);
 
 /// Parses the command line and runs the chosen subcommand.
 int run_cli(int argc, char** argv);

@@ -248,6 +248,8 @@ asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
       }
     }
 
+    // Counted before routing: the router moves the body into the journal.
+    const std::size_t bytes_in = request.body().size();
     if (answer_early) {
       reply.close = true;
     } else {
@@ -259,7 +261,6 @@ asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
     res.set("X-Request-Id", info.request_id);
     if (!reply.allow.empty()) res.set(http::field::allow, reply.allow);
     if (!reply.retry_after.empty()) res.set(http::field::retry_after, reply.retry_after);
-    const std::size_t bytes_in = request.body().size();
     res.body() = std::move(reply.body);
     res.keep_alive(!answer_early && request.keep_alive() && !reply.close && !stopping_);
     res.prepare_payload();

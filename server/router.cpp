@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "core/text.hpp"
+#include "core/when.hpp"
 #include "server/ids.hpp"
 
 namespace fbr::server {
@@ -159,15 +160,11 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
     }
     // Quarantine: keep the body and its errors durably, answer 200 so Redox's queue moves on.
     receipt.attempt_id = new_uuid();
-    CommitRequest commit{true,
-                         {},
-                         {},
-                         0,
-                         {},
-                         0,
-                         std::move(request.body()),
-                         diagnostics_json(parsed.errors),
-                         std::move(receipt)};
+    CommitRequest commit;
+    commit.quarantine = true;
+    commit.body = std::move(request.body());
+    commit.errors_json = diagnostics_json(parsed.errors);
+    commit.receipt = std::move(receipt);
     CommitResult result = co_await async_commit(journal_, std::move(commit), asio::use_awaitable);
     if (!result.ok) {
       log_.error("quarantine_failed",
@@ -183,15 +180,18 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
   receipt.attempt_id = event.attempt_id().empty() ? new_uuid() : event.attempt_id();
   const std::string attempt_id = receipt.attempt_id;
   const auto started = std::chrono::steady_clock::now();
-  CommitRequest commit{false,
-                       event.key,
-                       event.log_id(),
-                       event.status,
-                       event.meta.test,
-                       static_cast<std::int64_t>(event.output.size()),
-                       std::move(request.body()),
-                       {},
-                       std::move(receipt)};
+  CommitRequest commit;
+  commit.key = event.key;
+  commit.log_id = event.log_id();
+  commit.status = event.status;
+  commit.test = event.meta.test;
+  commit.output_count = static_cast<std::int64_t>(event.output.size());
+  commit.body = std::move(request.body());
+  commit.receipt = std::move(receipt);
+  for (const auto& handler : config_.handlers) {
+    if (core::matches(handler.when, event)) commit.handlers.push_back(handler.name);
+  }
+  const auto handlers = static_cast<std::int64_t>(commit.handlers.size());
   CommitResult result = co_await async_commit(journal_, std::move(commit), asio::use_awaitable);
   const double commit_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -209,6 +209,7 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
                     .add("status", event.status)
                     .add("outputs", static_cast<std::int64_t>(event.output.size()))
                     .add("duplicate", result.duplicate)
+                    .add("handlers", result.duplicate ? std::int64_t{0} : handlers)
                     .add("warnings", static_cast<std::int64_t>(parsed.warnings.size()))
                     .add("commit_ms", commit_ms)
                     .add("request_id", info.request_id);

@@ -31,7 +31,7 @@ class Router {
   boost::asio::awaitable<Reply> handle(Request& request, const RequestInfo& info);
 
   /// Readiness: the journal is writable.
-  [[nodiscard]] bool ready() const { return journal_.writable(); }
+  [[nodiscard]] bool ready() { return journal_.writable(); }
 
  private:
   boost::asio::awaitable<Reply> post_event(Request& request, const RequestInfo& info);

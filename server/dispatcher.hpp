@@ -1,0 +1,82 @@
+#pragma once
+// Runs handlers after the 200: a loop over due delivery rows (pending, or failed and due again),
+// at most `dispatch.concurrency` at once on worker threads, each outcome persisted in the journal.
+// A restart resumes exactly where the last run stopped; `replay` is an UPDATE the loop picks up.
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/backoff.hpp"
+#include "server/handlers/handler.hpp"
+#include "server/journal.hpp"
+#include "server/log.hpp"
+#include "server/sqlite.hpp"
+
+namespace fbr::server {
+
+/// The persisted state that follows an attempt's outcome (pure: retry arithmetic from core).
+DeliveryUpdate next_state(const std::string& event_key, const std::string& handler, int attempts,
+                          const Outcome& outcome, const core::RetryPolicy& policy,
+                          std::int64_t now_ms, double jitter);
+
+class Dispatcher {
+ public:
+  Dispatcher(const config::Config& config, Journal& journal, const Logger& log);
+  ~Dispatcher();
+
+  /// Builds every configured handler (errors name the handler) and starts the loop and workers.
+  std::optional<std::string> start();
+
+  /// New deliveries were committed: look now rather than at the next poll.
+  void wake();
+
+  /// Stops scheduling, lets running deliveries finish and record their outcome; queued ones that
+  /// had not started go back to pending.
+  void stop();
+
+ private:
+  struct Route {
+    std::unique_ptr<Handler> handler;
+    core::RetryPolicy retry;
+  };
+  struct Job {
+    std::string event_key, handler, log_id, attempt_id, body, last_error;
+    int status = 0;
+    int attempts = 0;  ///< including this one
+    std::int64_t next_attempt_at_ms = 0;
+  };
+
+  void schedule_loop();
+  void worker_loop();
+  /// Opens the scheduler's read connection (lazily: the journal may be unavailable at start).
+  std::optional<std::string> connect();
+  std::vector<Job> fetch_due(int limit, std::int64_t& next_due_ms);
+  bool persist(std::vector<DeliveryUpdate> updates);
+
+  const config::Config& config_;
+  Journal& journal_;
+  const Logger& log_;
+  std::map<std::string, Route> routes_;
+  std::string handler_names_json_;
+  sqlite::Database db_;  // read side: the scheduler's own connection
+  sqlite::Statement due_, next_due_;
+
+  std::mutex mutex_;
+  std::condition_variable schedule_cv_;
+  std::condition_variable work_cv_;
+  std::deque<Job> queue_;
+  int busy_ = 0;  ///< jobs queued or running
+  bool woken_ = false;
+  bool stopping_ = false;
+  std::thread scheduler_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace fbr::server

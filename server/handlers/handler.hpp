@@ -1,0 +1,77 @@
+#pragma once
+// A handler delivers one journaled event somewhere (a file, a command, an HTTP endpoint, ...).
+// Handler::deliver is the protocol every handler follows: it times the attempt, turns exceptions
+// into failures and logs one line; each type implements only `run`.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "server/log.hpp"
+
+namespace fbr::server {
+
+/// One attempt at delivering one event to one handler.
+struct Delivery {
+  std::string event_key;   ///< the journal's key (Log ID or sha256:...)
+  std::string log_id;      ///< Meta.Logs[0].ID ("" when absent)
+  std::string attempt_id;  ///< the Redox attempt that brought the event
+  int status = 0;          ///< 200 or 202
+  std::string_view body;   ///< the raw event, exactly as received
+  int attempt = 1;         ///< 1-based attempt number of this delivery
+};
+
+/// What became of an attempt.
+struct Outcome {
+  enum class Kind { kDone, kRetry, kDead };
+  Kind kind = Kind::kDone;
+  std::string message;  ///< why it failed (bounded; never a secret)
+  /// The target asked to wait this long before the next try (HTTP Retry-After).
+  std::optional<std::chrono::milliseconds> retry_after;
+
+  static Outcome done() { return {}; }
+  static Outcome retry(std::string why, std::optional<std::chrono::milliseconds> after = {}) {
+    return {Kind::kRetry, std::move(why), after};
+  }
+  static Outcome dead(std::string why) { return {Kind::kDead, std::move(why), std::nullopt}; }
+};
+
+std::string_view to_string(Outcome::Kind kind);
+
+class Handler {
+ public:
+  Handler(std::string name, const Logger& log) : name_(std::move(name)), log_(log) {}
+  virtual ~Handler() = default;
+  Handler(const Handler&) = delete;
+  Handler& operator=(const Handler&) = delete;
+
+  [[nodiscard]] const std::string& name() const { return name_; }
+
+  /// Runs one attempt: never throws, logs `delivery log_id=... handler=... attempt=...
+  /// outcome=... duration_ms=...`. Safe to call from several threads at once.
+  Outcome deliver(const Delivery& delivery);
+
+ protected:
+  /// The handler's own work. May throw; may block (it runs on a dispatcher worker thread).
+  virtual Outcome run(const Delivery& delivery) = 0;
+  [[nodiscard]] const Logger& log() const { return log_; }
+
+ private:
+  std::string name_;
+  const Logger& log_;
+};
+
+/// Builds the handler a config entry describes. `data_dir` is where handlers may keep scratch
+/// files (exec's FBR_EVENT_FILE). Throws std::runtime_error with a message naming the handler
+/// when it cannot start (e.g. a header's env variable is unset).
+std::unique_ptr<Handler> make_handler(const config::Handler& config,
+                                      const std::filesystem::path& data_dir, const Logger& log);
+
+/// A file-name-safe form of an event key: the Log ID itself when it is made of [A-Za-z0-9._-]
+/// (and does not start with a dot), else "sha256-" + hex SHA-256 of the key.
+std::string file_stem(std::string_view event_key);
+
+}  // namespace fbr::server

@@ -1,0 +1,236 @@
+#include "server/handlers/http_handler.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+
+namespace fbr::server {
+namespace {
+
+constexpr std::size_t kBodyShown = 200;
+
+bool iequals_prefix(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    const auto a = static_cast<unsigned char>(text[i]);
+    const auto b = static_cast<unsigned char>(prefix[i]);
+    if (std::tolower(a) != std::tolower(b)) return false;
+  }
+  return true;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && iequals_prefix(a, b);
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool has_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+/// A value from the event (Log ID, key) made safe for a header line.
+std::string header_safe(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+  }
+  return out;
+}
+
+/// What the target answered, collected by libcurl's callbacks.
+struct Response {
+  std::string body;  // the first kBodyShown bytes
+  std::string retry_after;
+};
+
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* response = static_cast<Response*>(user);
+  const std::size_t bytes = size * count;
+  if (response->body.size() < kBodyShown) {
+    response->body.append(data, std::min(bytes, kBodyShown - response->body.size()));
+  }
+  return bytes;
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* response = static_cast<Response*>(user);
+  const std::size_t bytes = size * count;
+  const std::string_view line(data, bytes);
+  static constexpr std::string_view kRetryAfter = "retry-after:";
+  if (iequals_prefix(line, "HTTP/")) {
+    response->retry_after.clear();  // a new response (e.g. after a 1xx) starts
+  } else if (iequals_prefix(line, kRetryAfter)) {
+    response->retry_after = std::string(trim(line.substr(kRetryAfter.size())));
+  }
+  return bytes;
+}
+
+/// The body shown in a message: printable, one line.
+std::string shown_body(std::string_view body) {
+  std::string out;
+  for (const char c : trim(body)) {
+    out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
+  return out;
+}
+
+void init_curl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      throw std::runtime_error("libcurl cannot be initialised");
+    }
+  });
+}
+
+struct CurlCleanup {
+  void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
+};
+struct SlistCleanup {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+
+class HeaderList {
+ public:
+  void add(const std::string& line) {
+    curl_slist* next = curl_slist_append(list_.get(), line.c_str());
+    if (next == nullptr) throw std::bad_alloc();
+    (void)list_.release();
+    list_.reset(next);
+  }
+  [[nodiscard]] curl_slist* get() const { return list_.get(); }
+
+ private:
+  std::unique_ptr<curl_slist, SlistCleanup> list_;
+};
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
+                                                           std::time_t now) {
+  value = trim(value);
+  if (value.empty()) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (value.size() > 9) return std::chrono::hours(24 * 365 * 30);  // absurd: "much later"
+    return std::chrono::seconds(std::stoll(std::string(value)));
+  }
+  const std::time_t when = curl_getdate(std::string(value).c_str(), nullptr);
+  if (when == -1) return std::nullopt;
+  return std::chrono::seconds(std::max<std::time_t>(0, when - now));
+}
+
+std::string url_for_messages(std::string_view url) {
+  const std::size_t end = url.find_first_of("?#");
+  if (end != std::string_view::npos) url = url.substr(0, end);
+  const std::size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const std::size_t authority = scheme + 3;
+  const std::size_t path = std::min(url.find('/', authority), url.size());
+  const std::size_t at = url.substr(0, path).rfind('@');
+  if (at == std::string_view::npos || at < authority) return std::string(url);
+  return std::string(url.substr(0, authority)) + std::string(url.substr(at + 1));
+}
+
+HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, const Logger& log)
+    : Handler(std::move(name), log),
+      url_(settings.url),
+      shown_url_(url_for_messages(settings.url)),
+      timeout_ms_(static_cast<long>(settings.timeout_ms)) {
+  init_curl_once();
+  for (const auto& [header, value] : settings.headers) {
+    const std::string where = "handler " + this->name() + ": header " + header;
+    if (header.empty() || has_control(header) || header.find(':') != std::string::npos ||
+        header.find(' ') != std::string::npos) {
+      throw std::runtime_error("handler " + this->name() + ": invalid header name");
+    }
+    std::string resolved = value.literal;
+    if (!value.env.empty()) {
+      const char* from_env = std::getenv(value.env.c_str());
+      if (from_env == nullptr) {
+        throw std::runtime_error(where + " takes its value from the environment variable " +
+                                 value.env + ", which is not set");
+      }
+      resolved = from_env;
+    }
+    if (has_control(resolved)) {
+      throw std::runtime_error(where + ": the value contains control characters");
+    }
+    if (iequals(header, "Content-Type")) custom_content_type_ = true;
+    // libcurl sends "Name;" as a header with an empty value ("Name:" would remove it).
+    header_lines_.push_back(resolved.empty() ? header + ";" : header + ": " + resolved);
+  }
+}
+
+Outcome HttpHandler::run(const Delivery& delivery) {
+  std::unique_ptr<CURL, CurlCleanup> curl(curl_easy_init());
+  if (!curl) return Outcome::retry("POST " + shown_url_ + ": cannot create a libcurl handle");
+  HeaderList headers;
+  for (const auto& line : header_lines_)
+    headers.add(line);
+  if (!custom_content_type_) headers.add("Content-Type: application/json");
+  headers.add("Expect:");
+  if (!delivery.log_id.empty()) headers.add("X-Fbr-Log-Id: " + header_safe(delivery.log_id));
+  headers.add("X-Fbr-Event-Key: " + header_safe(delivery.event_key));
+
+  Response response;
+  char error[CURL_ERROR_SIZE] = {};
+  CURL* h = curl.get();
+  curl_easy_setopt(h, CURLOPT_URL, url_.c_str());
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  curl_easy_setopt(h, CURLOPT_POST, 1L);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(delivery.body.size()));
+  // Never NULL: libcurl would then read the body from stdin.
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, delivery.body.empty() ? "" : delivery.body.data());
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "fhir-bulk-receiver/" FBR_VERSION);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms_);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &response);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+
+  const CURLcode code = curl_easy_perform(h);
+  if (code != CURLE_OK) {
+    std::string message = "POST " + shown_url_ + ": " + curl_easy_strerror(code);
+    if (error[0] != '\0') message += std::string(" (") + error + ")";
+    // A URL libcurl cannot use will not work on a later attempt either.
+    if (code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL) {
+      return Outcome::dead(message);
+    }
+    return Outcome::retry(message);
+  }
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  if (status >= 200 && status < 300) return Outcome::done();
+  std::string message = "HTTP " + std::to_string(status) + " from " + shown_url_;
+  if (std::string body = shown_body(response.body); !body.empty()) message += ": " + body;
+  if (status == 408 || status == 429 || (status >= 500 && status < 600)) {
+    return Outcome::retry(message, parse_retry_after(response.retry_after, std::time(nullptr)));
+  }
+  return Outcome::dead(message);
+}
+
+}  // namespace fbr::server
