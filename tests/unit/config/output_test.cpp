@@ -195,10 +195,22 @@ TEST_CASE("config examples: minimal.json loads with the token from the environme
   INFO(test::joined(r.errors));
   REQUIRE(r.ok());
   CHECK(r.config->verification_tokens.size() == 2);
-  CHECK(r.config->tls.enabled());
+  CHECK_FALSE(r.config->tls.enabled());
   REQUIRE(r.config->handlers.size() == 1);
-  CHECK(r.config->handlers[0].type == "download");
+  CHECK(r.config->handlers[0].type == "file");
   check_round_trip(*r.config);
+}
+
+TEST_CASE("config examples: each handler example loads") {
+  for (const char* name : {"file.json", "exec.json", "http.json"}) {
+    CAPTURE(name);
+    const LoadResult r =
+        load_config(kConfigDir + "/examples/" + name, {{"FBR_VERIFICATION_TOKEN", "t1"}});
+    INFO(test::joined(r.errors));
+    REQUIRE(r.ok());
+    CHECK_FALSE(r.config->handlers.empty());
+    check_round_trip(*r.config);
+  }
 }
 
 TEST_CASE("config examples: full.json shows the defaults and every handler type") {
