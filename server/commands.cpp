@@ -19,7 +19,9 @@
 #include "server/dispatcher.hpp"
 #include "server/http_server.hpp"
 #include "server/journal.hpp"
+#include "server/live_config.hpp"
 #include "server/log.hpp"
+#include "server/metrics.hpp"
 
 namespace fbr::server {
 namespace {
@@ -44,6 +46,59 @@ std::string host_port(const config::Listen& listen) {
   return (v6 ? "[" + listen.host + "]" : listen.host) + ":" + std::to_string(listen.port);
 }
 
+/// SIGHUP: re-read the config file; apply tokens, handlers, invalid_payloads, log level and the
+/// TLS certificate; keep everything else (listen, path, data_dir, journal, limits) until a
+/// restart. An invalid new config changes nothing.
+void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatcher,
+            HttpServer& server, Logger& log) {
+  auto loaded = config::load_config(startup.source_file, config::process_environment());
+  if (!loaded.ok()) {
+    std::string errors;
+    for (const auto& e : loaded.errors)
+      errors += (errors.empty() ? "" : "; ") + e;
+    log.error("reload_refused", log.fields().add("errors", errors));
+    return;
+  }
+  config::Config next = std::move(*loaded.config);
+  std::vector<std::string> kept;
+  auto keep = [&](auto& field, const auto& old, const char* key) {
+    if (!(field == old)) kept.emplace_back(key);
+    field = old;
+  };
+  keep(next.listen.host, startup.listen.host, "listen");
+  keep(next.listen.port, startup.listen.port, "listen");
+  keep(next.path, startup.path, "path");
+  keep(next.data_dir, startup.data_dir, "data_dir");
+  keep(next.max_body_bytes, startup.max_body_bytes, "max_body_bytes");
+  keep(next.journal.backend, startup.journal.backend, "journal");
+  keep(next.dispatch_concurrency, startup.dispatch_concurrency, "dispatch.concurrency");
+  if (next.tls.enabled() != startup.tls.enabled()) {
+    log.error("reload_refused",
+              log.fields().add("errors", "tls: turning HTTPS on or off needs a restart"));
+    return;
+  }
+  if (auto error = server.reload_tls(next.tls)) {
+    log.error("reload_refused", log.fields().add("errors", *error));
+    return;
+  }
+  if (auto error = dispatcher.reload(next)) {
+    log.error("reload_refused", log.fields().add("errors", *error));
+    return;
+  }
+  log.set_level(next.log.level);
+  const auto tokens = static_cast<std::int64_t>(next.verification_tokens.size());
+  const auto handlers = static_cast<std::int64_t>(next.handlers.size());
+  live.set(std::make_shared<const config::Config>(std::move(next)));
+  std::string restart_needed;
+  for (const auto& k : kept) {
+    if (restart_needed.find(k) == std::string::npos)
+      restart_needed += (restart_needed.empty() ? "" : ",") + k;
+  }
+  auto fields = log.fields().add("tokens", tokens).add("handlers", handlers);
+  if (!restart_needed.empty()) fields.add("unchanged_until_restart", restart_needed);
+  log.info("reloaded", fields);
+}
+
 }  // namespace
 
 int serve(const config::Config& config) {
@@ -52,17 +107,11 @@ int serve(const config::Config& config) {
   ::umask(077);
   std::signal(SIGPIPE, SIG_IGN);
   Logger log(config.log);
-  // Refuse what is configured but not built, rather than silently serving without it.
-  for (auto [unsupported, why] :
-       {std::pair{config.tls.enabled(),
-                  "tls: HTTPS serving is not available in this version; terminate TLS in a "
-                  "reverse proxy and remove the tls block"},
-        std::pair{config.journal.backend != "sqlite",
-                  "journal.backend: only \"sqlite\" is available in this version"}}) {
-    if (unsupported) {
-      std::cerr << "fhir-bulk-receiver: " << why << "\n";
-      return kExitUsage;
-    }
+  if (config.journal.backend != "sqlite") {
+    // Refuse what is configured but not built, rather than silently serving without it.
+    std::cerr << "fhir-bulk-receiver: journal.backend: only \"sqlite\" is available in this "
+                 "version\n";
+    return kExitUsage;
   }
   Journal journal;
   if (auto error = journal.open(config.data_dir)) {
@@ -75,18 +124,21 @@ int serve(const config::Config& config) {
     // is writable again; the journal reopens by itself.
     log.error("journal_unavailable", log.fields().add("error", journal.unavailable_reason()));
   }
-  Dispatcher dispatcher(config, journal, log);
+  Metrics metrics;
+  LiveConfig live(config);
+  Dispatcher dispatcher(config, journal, metrics, log);
   if (auto error = dispatcher.start()) {
     log.error("start_failed", log.fields().add("error", *error));
     std::cerr << "fhir-bulk-receiver: " << *error << "\n";
     return kExitUsage;
   }
-  HttpServer server(config, journal, log);
+  HttpServer server(config, live, journal, metrics, log);
   if (auto error = server.listen()) {
     log.error("start_failed", log.fields().add("error", *error));
     std::cerr << "fhir-bulk-receiver: " << *error << "\n";
-    return kExitFailure;
+    return kExitUsage;
   }
+  server.on_reload([&] { reload(config, live, dispatcher, server, log); });
   config::Listen bound = config.listen;
   bound.port = server.port();
   log.info("listening", log.fields()
@@ -94,7 +146,8 @@ int serve(const config::Config& config) {
                             .add("port", static_cast<int>(server.port()))
                             .add("path", config.path)
                             .add("data_dir", config.data_dir.string())
-                            .add("tls", false)
+                            .add("tls", config.tls.enabled())
+                            .add("handlers", static_cast<std::int64_t>(config.handlers.size()))
                             .add("version", FBR_VERSION));
   const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
   server.run(threads, std::chrono::seconds(10));

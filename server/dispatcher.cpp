@@ -51,27 +51,46 @@ DeliveryUpdate next_state(const std::string& event_key, const std::string& handl
   return u;
 }
 
-Dispatcher::Dispatcher(const config::Config& config, Journal& journal, const Logger& log)
-    : config_(config), journal_(journal), log_(log) {}
+Dispatcher::Dispatcher(const config::Config& config, Journal& journal, Metrics& metrics,
+                       const Logger& log)
+    : config_(config), journal_(journal), metrics_(metrics), log_(log) {}
 
 Dispatcher::~Dispatcher() {
   stop();
 }
 
-std::optional<std::string> Dispatcher::start() {
-  std::string names = "[";
-  for (const auto& h : config_.handlers) {
+std::optional<std::string> Dispatcher::build(const config::Config& config, Routes& routes,
+                                             std::string& names_json) const {
+  names_json = "[";
+  for (const auto& h : config.handlers) {
     try {
-      routes_[h.name] =
-          Route{make_handler(h, config_.data_dir, log_), h.retry.value_or(config_.retry)};
+      routes[h.name] = std::make_shared<Route>(
+          Route{make_handler(h, config_.data_dir, log_), h.retry.value_or(config.retry)});
     } catch (const std::exception& e) {
       return std::string(e.what());
     }
-    names += (names.size() > 1 ? ",\"" : "\"") + core::json_escape(h.name) + "\"";
+    names_json += (names_json.size() > 1 ? ",\"" : "\"") + core::json_escape(h.name) + "\"";
   }
-  handler_names_json_ = names + "]";
-  if (routes_.empty()) return std::nullopt;  // nothing to dispatch: no threads
+  names_json += "]";
+  return std::nullopt;
+}
 
+std::optional<std::string> Dispatcher::reload(const config::Config& config) {
+  Routes routes;
+  std::string names;
+  if (auto error = build(config, routes, names)) return error;
+  {
+    std::lock_guard lock(mutex_);
+    routes_.swap(routes);
+    handler_names_json_ = std::move(names);
+    woken_ = true;
+  }
+  schedule_cv_.notify_one();
+  return std::nullopt;  // the old routes die here, or with the last delivery still using them
+}
+
+std::optional<std::string> Dispatcher::start() {
+  if (auto error = build(config_, routes_, handler_names_json_)) return error;
   journal_.on_new_deliveries([this] { wake(); });
   for (int i = 0; i < config_.dispatch_concurrency; ++i) {
     workers_.emplace_back([this] { worker_loop(); });
@@ -113,6 +132,7 @@ void Dispatcher::stop() {
   if (!back.empty()) persist(std::move(back));
   due_ = {};
   next_due_ = {};
+  waiting_ = {};
   db_.close();
 }
 
@@ -150,6 +170,13 @@ std::optional<std::string> Dispatcher::connect() {
     db_.close();
     return "dispatcher: " + *e;
   }
+  if (auto e = waiting_.prepare(
+          db_, "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'failed')")) {
+    due_ = {};
+    next_due_ = {};
+    db_.close();
+    return "dispatcher: " + *e;
+  }
   return std::nullopt;
 }
 
@@ -161,7 +188,12 @@ std::vector<Dispatcher::Job> Dispatcher::fetch_due(int limit, std::int64_t& next
     if (connect()) return jobs;
   }
   const std::int64_t now = unix_ms_now();
-  due_.bind(1, now).bind(2, handler_names_json_).bind(3, std::int64_t{limit});
+  std::string names;
+  {
+    std::lock_guard lock(mutex_);
+    names = handler_names_json_;
+  }
+  due_.bind(1, now).bind(2, names).bind(3, std::int64_t{limit});
   while (due_.step() == SQLITE_ROW) {
     Job job;
     job.event_key = due_.text(0);
@@ -176,9 +208,11 @@ std::vector<Dispatcher::Job> Dispatcher::fetch_due(int limit, std::int64_t& next
     jobs.push_back(std::move(job));
   }
   due_.reset();
-  next_due_.bind(1, handler_names_json_);
+  next_due_.bind(1, names);
   if (next_due_.step() == SQLITE_ROW && !next_due_.is_null(0)) next_due_ms = next_due_.integer(0);
   next_due_.reset();
+  if (waiting_.step() == SQLITE_ROW) metrics_.deliveries_waiting(waiting_.integer(0));
+  waiting_.reset();
   return jobs;
 }
 
@@ -230,12 +264,26 @@ void Dispatcher::worker_loop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    Route& route = routes_.at(job.handler);
+    std::shared_ptr<Route> route;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = routes_.find(job.handler); it != routes_.end()) route = it->second;
+      metrics_.deliveries_running(busy_);
+    }
+    if (!route) {
+      // Its handler was removed by a reload after the job was queued: leave it as it was.
+      persist({{job.event_key, job.handler, DeliveryState::kPending, job.attempts - 1,
+                job.next_attempt_at_ms, job.last_error}});
+      std::lock_guard lock(mutex_);
+      --busy_;
+      continue;
+    }
     Delivery delivery{job.event_key, job.log_id, job.attempt_id,
                       job.status,    job.body,   job.attempts};
-    Outcome outcome = route.handler->deliver(delivery);
+    Outcome outcome = route->handler->deliver(delivery);
+    metrics_.delivery(job.handler, to_string(outcome.kind));
     DeliveryUpdate update = next_state(job.event_key, job.handler, job.attempts, outcome,
-                                       route.retry, unix_ms_now(), jitter());
+                                       route->retry, unix_ms_now(), jitter());
     if (update.state == DeliveryState::kFailed) {
       log_.info("delivery_retry_scheduled",
                 log_.fields()

@@ -17,6 +17,7 @@
 #include "server/handlers/handler.hpp"
 #include "server/journal.hpp"
 #include "server/log.hpp"
+#include "server/metrics.hpp"
 #include "server/sqlite.hpp"
 
 namespace fbr::server {
@@ -28,7 +29,8 @@ DeliveryUpdate next_state(const std::string& event_key, const std::string& handl
 
 class Dispatcher {
  public:
-  Dispatcher(const config::Config& config, Journal& journal, const Logger& log);
+  /// `config` is the start-up snapshot: data_dir and concurrency stay; handlers can be reloaded.
+  Dispatcher(const config::Config& config, Journal& journal, Metrics& metrics, const Logger& log);
   ~Dispatcher();
 
   /// Builds every configured handler (errors name the handler) and starts the loop and workers.
@@ -36,6 +38,11 @@ class Dispatcher {
 
   /// New deliveries were committed: look now rather than at the next poll.
   void wake();
+
+  /// Replaces the handlers (SIGHUP). Builds every new handler first: on any error nothing
+  /// changes and the error (naming the handler) is returned. Running deliveries finish on the
+  /// handler they started with.
+  std::optional<std::string> reload(const config::Config& config);
 
   /// Stops scheduling, lets running deliveries finish and record their outcome; queued ones that
   /// had not started go back to pending.
@@ -46,6 +53,10 @@ class Dispatcher {
     std::unique_ptr<Handler> handler;
     core::RetryPolicy retry;
   };
+  using Routes = std::map<std::string, std::shared_ptr<Route>>;
+  /// Builds the handlers of `config`; error message (naming the handler) or nullopt.
+  std::optional<std::string> build(const config::Config& config, Routes& routes,
+                                   std::string& names_json) const;
   struct Job {
     std::string event_key, handler, log_id, attempt_id, body, last_error;
     int status = 0;
@@ -62,11 +73,12 @@ class Dispatcher {
 
   const config::Config& config_;
   Journal& journal_;
+  Metrics& metrics_;
   const Logger& log_;
-  std::map<std::string, Route> routes_;
-  std::string handler_names_json_;
-  sqlite::Database db_;  // read side: the scheduler's own connection
-  sqlite::Statement due_, next_due_;
+  Routes routes_;                   // guarded by mutex_
+  std::string handler_names_json_;  // guarded by mutex_
+  sqlite::Database db_;             // read side: the scheduler's own connection
+  sqlite::Statement due_, next_due_, waiting_;
 
   std::mutex mutex_;
   std::condition_variable schedule_cv_;

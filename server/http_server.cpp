@@ -6,6 +6,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -15,6 +16,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -79,14 +81,40 @@ asio::awaitable<void> linger(beast::tcp_stream& stream) {
   }
 }
 
+/// Over TLS: a close_notify, then the same lingering read through the TLS layer.
+asio::awaitable<void> linger(beast::ssl_stream<beast::tcp_stream>& stream) {
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+  co_await stream.async_shutdown(kTuple);
+}
+
+beast::tcp_stream& tcp_layer(beast::tcp_stream& stream) {
+  return stream;
+}
+beast::tcp_stream& tcp_layer(beast::ssl_stream<beast::tcp_stream>& stream) {
+  return beast::get_lowest_layer(stream);
+}
+
 }  // namespace
 
-HttpServer::HttpServer(const config::Config& config, Journal& journal, const Logger& log)
-    : config_(config), log_(log), router_(config, journal, log) {}
+HttpServer::HttpServer(const config::Config& config, const LiveConfig& live, Journal& journal,
+                       Metrics& metrics, const Logger& log)
+    : config_(config), log_(log), metrics_(metrics), router_(live, journal, metrics, log) {}
 
 HttpServer::~HttpServer() = default;
 
+std::optional<std::string> HttpServer::reload_tls(const config::Tls& tls) {
+  if (!tls.enabled()) return std::nullopt;
+  std::string error;
+  auto context = make_tls_context(tls, error);
+  if (!context) return error;
+  tls_.store(std::move(context));
+  return std::nullopt;
+}
+
 std::optional<std::string> HttpServer::listen() {
+  if (config_.tls.enabled()) {
+    if (auto error = reload_tls(config_.tls)) return error;
+  }
   beast::error_code ec;
   auto address = asio::ip::make_address(config_.listen.host, ec);
   if (ec) return "listen: bad address " + config_.listen.host + ": " + ec.message();
@@ -114,12 +142,22 @@ void HttpServer::run(unsigned threads, milliseconds drain) {
                               .add("in_flight", static_cast<std::int64_t>(in_flight_.load())));
     begin_shutdown(drain);
   });
+  asio::signal_set hangup(ioc_, SIGHUP);
+  wait_for_hangup(hangup);
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i)
     pool.emplace_back([this] { ioc_.run(); });
   ioc_.run();
   for (auto& t : pool)
     t.join();
+}
+
+void HttpServer::wait_for_hangup(asio::signal_set& hangup) {
+  hangup.async_wait([this, &hangup](beast::error_code ec, int) {
+    if (ec || stopping_) return;
+    if (reload_) reload_();
+    wait_for_hangup(hangup);
+  });
 }
 
 void HttpServer::begin_shutdown(milliseconds drain) {
@@ -184,8 +222,29 @@ asio::awaitable<void> HttpServer::refuse(beast::tcp_stream stream) {
 
 asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
   Counted connection(connections_);
+  metrics_.connections(1);
   beast::error_code ec;
   const std::string remote = endpoint_text(stream.socket().remote_endpoint(ec));
+  if (auto tls = tls_.load()) {
+    beast::ssl_stream<beast::tcp_stream> secure(std::move(stream), *tls);
+    // The handshake counts against the header timeout: a silent client is dropped all the same.
+    beast::get_lowest_layer(secure).expires_after(milliseconds(config_.limits.header_timeout_ms));
+    auto [handshake_ec] = co_await secure.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (handshake_ec) {
+      log_.debug("tls_handshake_failed",
+                 log_.fields().add("remote", remote).add("error", handshake_ec.message()));
+    } else {
+      co_await serve_requests(secure, remote);
+    }
+  } else {
+    co_await serve_requests(stream, remote);
+  }
+  metrics_.connections(-1);
+}
+
+template <class Stream>
+asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::string& remote) {
+  beast::error_code ec;
   const auto& limits = config_.limits;
   beast::flat_buffer buffer;
   bool first = true;
@@ -196,7 +255,8 @@ asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
     parser.body_limit(config_.max_body_bytes);
     // The first request's header must arrive within the header timeout; later ones may wait
     // for the idle (keep-alive) timeout.
-    stream.expires_after(milliseconds(first ? limits.header_timeout_ms : limits.idle_timeout_ms));
+    tcp_layer(stream).expires_after(
+        milliseconds(first ? limits.header_timeout_ms : limits.idle_timeout_ms));
     first = false;
     auto [read_ec, header_bytes] = co_await http::async_read_header(stream, buffer, parser, kTuple);
 
@@ -230,11 +290,11 @@ asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
     if (!answer_early && !parser.is_done()) {
       if (beast::iequals(request[http::field::expect], "100-continue")) {
         http::response<http::empty_body> go_on{http::status::continue_, request.version()};
-        stream.expires_after(milliseconds(limits.body_timeout_ms));
+        tcp_layer(stream).expires_after(milliseconds(limits.body_timeout_ms));
         auto [write_ec, n] = co_await http::async_write(stream, go_on, kTuple);
         if (write_ec) break;
       }
-      stream.expires_after(milliseconds(limits.body_timeout_ms));
+      tcp_layer(stream).expires_after(milliseconds(limits.body_timeout_ms));
       auto [body_ec, body_bytes] = co_await http::async_read(stream, buffer, parser, kTuple);
       if (body_ec == http::error::body_limit) {
         reply = error_reply(http::status::payload_too_large, "payload too large",
@@ -264,12 +324,13 @@ asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
     res.body() = std::move(reply.body);
     res.keep_alive(!answer_early && request.keep_alive() && !reply.close && !stopping_);
     res.prepare_payload();
-    stream.expires_after(milliseconds(limits.body_timeout_ms));
+    tcp_layer(stream).expires_after(milliseconds(limits.body_timeout_ms));
     auto [write_ec, bytes_out] = co_await http::async_write(stream, res, kTuple);
 
     const double duration_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
             .count();
+    metrics_.request(res.result_int(), duration_ms / 1000.0);
     // The path only: a GET challenge's query carries a token.
     std::string_view target = request.target();
     target = target.substr(0, target.find('?'));
@@ -291,7 +352,12 @@ asio::awaitable<void> HttpServer::session(beast::tcp_stream stream) {
     }
     if (!res.keep_alive()) break;
   }
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  } else {
+    tcp_layer(stream).expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(kTuple);
+  }
 }
 
 }  // namespace fbr::server

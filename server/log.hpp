@@ -51,6 +51,8 @@ class Logger {
     return logger_->should_log(level);
   }
   void flush() const { logger_->flush(); }
+  /// Changes the level (a reload); the format stays.
+  void set_level(const std::string& level) { logger_->set_level(spdlog::level::from_str(level)); }
 
  private:
   config::LogFormat format_;

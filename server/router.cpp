@@ -79,11 +79,11 @@ bool is_json_content_type(std::string_view content_type) {
          (media.size() > 5 && media.ends_with("+json"));
 }
 
-bool Router::token_valid(std::string_view token) const {
+bool token_valid(std::string_view token, const std::vector<std::string>& tokens) {
   if (token.empty()) return false;
   // Compare against every configured token without stopping early: timing tells nothing.
   bool valid = false;
-  for (const auto& t : config_.verification_tokens)
+  for (const auto& t : tokens)
     valid |= core::constant_time_equal(token, t);
   return valid;
 }
@@ -102,11 +102,18 @@ asio::awaitable<Reply> Router::handle(Request& request, const RequestInfo& info)
     if (ready()) co_return json_ok(R"({"status":"ready"})");
     co_return unavailable_reply("journal is not writable");
   }
-  if (path != config_.path) co_return error_reply(http::status::not_found, "not found");
+  if (path == "/metrics" && get_or_head) {
+    Reply reply;
+    reply.body = metrics_.render();
+    reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    co_return reply;
+  }
+  if (path != path_) co_return error_reply(http::status::not_found, "not found");
 
-  if (request.method() == http::verb::post) co_return co_await post_event(request, info);
-  if (get_or_head) {
-    if (url->params().contains("challenge")) co_return get_challenge(request, url->params());
+  const auto config = config_.get();  // one snapshot for the whole request
+  if (request.method() == http::verb::post) co_return co_await post_event(request, info, *config);
+  if (get_or_head && url->params().contains("challenge")) {
+    co_return get_challenge(request, url->params(), *config);
   }
   Reply reply = error_reply(http::status::method_not_allowed, "method not allowed",
                             "POST events here; GET only with ?challenge= (verification)");
@@ -114,22 +121,28 @@ asio::awaitable<Reply> Router::handle(Request& request, const RequestInfo& info)
   co_return reply;
 }
 
-Reply Router::get_challenge(const Request& request, boost::urls::params_view params) {
+Reply Router::get_challenge(const Request& request, boost::urls::params_view params,
+                            const config::Config& config) {
   std::string challenge = (*params.find("challenge")).value;
   std::string token = header_token(request);
   if (token.empty()) {
     if (auto it = params.find("verification-token"); it != params.end()) token = (*it).value;
   }
-  if (!token_valid(token)) return unauthorized_reply();
+  if (!token_valid(token, config.verification_tokens)) {
+    metrics_.event(EventResult::kUnauthorized);
+    return unauthorized_reply();
+  }
   return challenge_reply(challenge);
 }
 
-asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& info) {
+asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& info,
+                                          const config::Config& config) {
   const std::string& body = request.body();
   std::string token = header_token(request);
   auto challenge = core::parse_challenge(body);
   if (challenge && token.empty() && challenge->token) token = *challenge->token;
-  if (!token_valid(token)) {
+  if (!token_valid(token, config.verification_tokens)) {
+    metrics_.event(EventResult::kUnauthorized);
     log_.warn("unauthorized", log_.fields()
                                   .add("reason", token.empty() ? "no token" : "wrong token")
                                   .add("remote", info.remote_addr)
@@ -154,7 +167,8 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
             .add("errors", static_cast<std::int64_t>(parsed.errors.size()))
             .add("first_error", parsed.errors.front().path + ": " + parsed.errors.front().message)
             .add("request_id", info.request_id);
-    if (config_.invalid_payloads == config::InvalidPayloads::kReject) {
+    if (config.invalid_payloads == config::InvalidPayloads::kReject) {
+      metrics_.event(EventResult::kInvalid);
       log_.warn("invalid_payload", fields);
       co_return invalid_payload_reply(parsed.errors);
     }
@@ -167,10 +181,12 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
     commit.receipt = std::move(receipt);
     CommitResult result = co_await async_commit(journal_, std::move(commit), asio::use_awaitable);
     if (!result.ok) {
+      metrics_.event(EventResult::kUnavailable);
       log_.error("quarantine_failed",
                  log_.fields().add("error", result.error).add("request_id", info.request_id));
       co_return unavailable_reply(result.error);
     }
+    metrics_.event(EventResult::kQuarantined);
     log_.warn("quarantined", fields);
     co_return quarantined_reply(info.request_id, parsed.errors);
   }
@@ -188,14 +204,16 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
   commit.output_count = static_cast<std::int64_t>(event.output.size());
   commit.body = std::move(request.body());
   commit.receipt = std::move(receipt);
-  for (const auto& handler : config_.handlers) {
+  for (const auto& handler : config.handlers) {
     if (core::matches(handler.when, event)) commit.handlers.push_back(handler.name);
   }
   const auto handlers = static_cast<std::int64_t>(commit.handlers.size());
   CommitResult result = co_await async_commit(journal_, std::move(commit), asio::use_awaitable);
   const double commit_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  metrics_.commit(commit_ms / 1000.0);
   if (!result.ok) {
+    metrics_.event(EventResult::kUnavailable);
     log_.error("event_not_committed", log_.fields()
                                           .add("log_id", log_id)
                                           .add("attempt_id", attempt_id)
@@ -220,6 +238,7 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
                                    .add("path", w.path)
                                    .add("message", w.message));
   }
+  metrics_.event(result.duplicate ? EventResult::kDuplicate : EventResult::kAccepted);
   log_.info("event", fields);
   co_return accepted_reply(log_id, result.duplicate, parsed.warnings);
 }

@@ -9,7 +9,9 @@
 
 #include "config/config.hpp"
 #include "server/journal.hpp"
+#include "server/live_config.hpp"
 #include "server/log.hpp"
+#include "server/metrics.hpp"
 #include "server/reply.hpp"
 
 namespace fbr::server {
@@ -24,8 +26,12 @@ struct RequestInfo {
 
 class Router {
  public:
-  Router(const config::Config& config, Journal& journal, const Logger& log)
-      : config_(config), journal_(journal), log_(log) {}
+  Router(const LiveConfig& config, Journal& journal, Metrics& metrics, const Logger& log)
+      : config_(config),
+        path_(config.get()->path),
+        journal_(journal),
+        metrics_(metrics),
+        log_(log) {}
 
   /// Answers a request whose body has been read in full. Never throws.
   boost::asio::awaitable<Reply> handle(Request& request, const RequestInfo& info);
@@ -34,17 +40,23 @@ class Router {
   [[nodiscard]] bool ready() { return journal_.writable(); }
 
  private:
-  boost::asio::awaitable<Reply> post_event(Request& request, const RequestInfo& info);
-  Reply get_challenge(const Request& request, boost::urls::params_view params);
-  [[nodiscard]] bool token_valid(std::string_view token) const;
+  boost::asio::awaitable<Reply> post_event(Request& request, const RequestInfo& info,
+                                           const config::Config& config);
+  Reply get_challenge(const Request& request, boost::urls::params_view params,
+                      const config::Config& config);
 
-  const config::Config& config_;
+  const LiveConfig& config_;
+  const std::string path_;  // fixed at start: a reload does not move the endpoint
   Journal& journal_;
+  Metrics& metrics_;
   const Logger& log_;
 };
 
 /// The token a request carries in `verification-token` or `Authorization: Bearer`, or empty.
 std::string header_token(const Request& request);
+
+/// True when `token` is one of `tokens` (constant-time for each; never stops early).
+bool token_valid(std::string_view token, const std::vector<std::string>& tokens);
 
 /// True for no Content-Type, application/json, application/fhir+json and any */*+json.
 bool is_json_content_type(std::string_view content_type);
