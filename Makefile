@@ -46,3 +46,21 @@ format-check:
 
 clean:
 	@rm -rf build
+
+# libFuzzer (clang): each target for FUZZ_SECONDS (default 60 s) — parse_event, config,
+# http_request. Crash inputs land in build/fuzz/artifacts/; see scripts/fuzz.sh.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	@scripts/install-deps.sh fuzz
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# ThreadSanitizer over the tests that exercise the server's threads (journal writer, dispatcher,
+# sessions, durability).
+.PHONY: test-tsan
+test-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS)
+	@ctest --preset tsan -j 2 -R "journal|dispatch|connections|durability|hardening"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that the build, the tests and `make run` need; does nothing when they
 # are all present (idempotent, and quick, so `make run` and `make test` can always call it).
+#   usage: scripts/install-deps.sh [fuzz]   (fuzz: also clang and libFuzzer, for `make fuzz`)
 set -euo pipefail
 packages=(
   # toolchain
@@ -11,6 +12,9 @@ packages=(
   # tools the tests and operations use
   sqlite3 openssl curl ca-certificates util-linux procps
 )
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -288,6 +288,7 @@ void Dispatcher::worker_loop() {
       log_.info("delivery_retry_scheduled",
                 log_.fields()
                     .add("log_id", job.log_id.empty() ? job.event_key : job.log_id)
+                    .add("attempt_id", job.attempt_id)
                     .add("handler", job.handler)
                     .add("attempt", job.attempts)
                     .add("next_in_ms", update.next_attempt_at_ms - unix_ms_now()));
@@ -295,6 +296,7 @@ void Dispatcher::worker_loop() {
       log_.error("delivery_dead",
                  log_.fields()
                      .add("log_id", job.log_id.empty() ? job.event_key : job.log_id)
+                     .add("attempt_id", job.attempt_id)
                      .add("handler", job.handler)
                      .add("attempts", job.attempts)
                      .add("error", update.last_error));

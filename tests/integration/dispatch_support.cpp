@@ -18,7 +18,7 @@
 #include <sstream>
 #include <stdexcept>
 
-namespace fbr::itest {
+namespace fbr::itest::dispatch {
 namespace {
 
 namespace fs = std::filesystem;
@@ -528,4 +528,4 @@ double percentile(std::vector<double> values, double p) {
   return values[index];
 }
 
-}  // namespace fbr::itest
+}  // namespace fbr::itest::dispatch

@@ -22,7 +22,7 @@
 
 #include "tests/integration/harness.hpp"
 
-namespace fbr::itest {
+namespace fbr::itest::dispatch {
 
 // ---------------------------------------------------------------------------------------------
 // A local HTTP/1.1 target
@@ -163,4 +163,4 @@ rapidjson::Document events_json(const Server& server);
 /// Percentile `p` (0..100) of `values` (nearest rank); 0 for none.
 double percentile(std::vector<double> values, double p);
 
-}  // namespace fbr::itest
+}  // namespace fbr::itest::dispatch

@@ -26,6 +26,7 @@
 #include "tests/integration/harness.hpp"
 
 using namespace fbr::itest;
+using namespace fbr::itest::dispatch;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -408,6 +409,10 @@ TEST_CASE("dispatch: a failing exec handler is retried with growing delays then 
   CHECK(next2 >= 200 - 50);
   CHECK(next2 <= 400);
   CHECK(log_lines_with(server, {"delivery_dead", "handler=fail-exec"}).size() == 1);
+  // PRODUCT.md: every log line about an event carries log_id and attempt_id.
+  for (const auto& line : log_lines_with(server, {"log_id=" + id})) {
+    CHECK_MESSAGE(log_field(line, "attempt_id").has_value(), "no attempt_id in: ", line);
+  }
   const auto attempts = attempt_lines(server, id, "fail-exec");
   REQUIRE(attempts.size() == 3);
   for (std::size_t i = 0; i < attempts.size(); ++i) {
