@@ -47,6 +47,12 @@ format-check:
 clean:
 	@rm -rf build
 
+# The benchmark (a few minutes; not part of `make test`): receiver against nginx on loopback, plus
+# memory and start-up figures; writes bench/results/latest.md. See bench/run.sh.
+.PHONY: bench
+bench: deps
+	@bench/run.sh
+
 # libFuzzer (clang): each target for FUZZ_SECONDS (default 60 s) — parse_event, config,
 # http_request. Crash inputs land in build/fuzz/artifacts/; see scripts/fuzz.sh.
 FUZZ_SECONDS ?= 60
