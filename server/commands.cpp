@@ -126,14 +126,14 @@ int serve(const config::Config& config) {
   }
   Metrics metrics;
   LiveConfig live(config);
-  Dispatcher dispatcher(config, journal, metrics, log);
-  if (auto error = dispatcher.start()) {
+  HttpServer server(config, live, journal, metrics, log);
+  if (auto error = server.listen()) {
     log.error("start_failed", log.fields().add("error", *error));
     std::cerr << "fhir-bulk-receiver: " << *error << "\n";
     return kExitUsage;
   }
-  HttpServer server(config, live, journal, metrics, log);
-  if (auto error = server.listen()) {
+  Dispatcher dispatcher(config, journal, metrics, log);
+  if (auto error = dispatcher.start()) {
     log.error("start_failed", log.fields().add("error", *error));
     std::cerr << "fhir-bulk-receiver: " << *error << "\n";
     return kExitUsage;

@@ -52,6 +52,19 @@ bool is_bad_request(const beast::error_code& ec) {
          ec != http::error::need_more && ec != http::error::need_buffer;
 }
 
+/// Transfer-Encoding absent, or exactly one header whose whole value is `chunked`.
+bool te_acceptable(const http::request<http::string_body>& request) {
+  const auto count = request.count(http::field::transfer_encoding);
+  if (count == 0) return true;
+  if (count > 1) return false;
+  std::string_view value = request[http::field::transfer_encoding];
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+    value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+    value.remove_suffix(1);
+  return beast::iequals(value, "chunked");
+}
+
 bool usable_request_id(std::string_view id) {
   if (id.empty() || id.size() > 200) return false;
   for (char c : id) {
@@ -274,6 +287,14 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
       answer_early = true;
     } else if (read_ec) {
       break;  // closed, reset or timed out before a whole header: nothing to answer
+    }
+
+    if (!answer_early && !te_acceptable(parser.get())) {
+      // Only plain chunked framing: any other coding (gzip, unknown, several headers) would let
+      // a body be read as something else (request smuggling). RFC 9112 6.3: 400 and close.
+      reply = error_reply(http::status::bad_request, "bad request",
+                          "unsupported Transfer-Encoding: only chunked is accepted");
+      answer_early = true;
     }
 
     Counted in_flight(in_flight_);
