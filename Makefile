@@ -47,6 +47,12 @@ format-check:
 clean:
 	@rm -rf build
 
+# The Docker image, built with buildah and run for real (minutes; not part of `make test`): see
+# docker/test.sh. Needs ../shared/tools/container-base.sh or local debian:bookworm(-slim) images.
+.PHONY: docker-test
+docker-test:
+	@docker/test.sh
+
 # The benchmark (a few minutes; not part of `make test`): receiver against nginx on loopback, plus
 # memory and start-up figures; writes bench/results/latest.md. See bench/run.sh.
 .PHONY: bench
