@@ -59,6 +59,12 @@ docker-test:
 bench: deps
 	@bench/run.sh
 
+# The download handler against nginx: peak RSS while downloading a generated 1 GiB NDJSON file
+# (must stay under 64 MiB) and synthea-export throughput (a minute or two; not part of `make test`).
+.PHONY: bench-download
+bench-download: deps
+	@bench/download_bench.sh
+
 # libFuzzer (clang): each target for FUZZ_SECONDS (default 60 s) — parse_event, config,
 # http_request. Crash inputs land in build/fuzz/artifacts/; see scripts/fuzz.sh.
 FUZZ_SECONDS ?= 60

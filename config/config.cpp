@@ -552,7 +552,9 @@ bool is_type_key(std::string_view type, std::string_view key) {
       {"file", {"dir", "path"}},
       {"exec", {"command", "timeout_ms"}},
       {"http", {"url", "headers", "timeout_ms"}},
-      {"download", {"dir", "parallel", "token_env", "token_file", "token_command", "store"}},
+      {"download",
+       {"dir", "parallel", "token_env", "token_file", "token_command", "store",
+        "connect_timeout_ms", "idle_timeout_ms", "transfer_attempts", "max_retry_wait_ms"}},
       {"nats", {"servers", "subject", "stream", "credentials_file"}},
   };
   if (!type.empty()) {
@@ -591,6 +593,10 @@ void read_type_key(Reader& r, std::string_view key, const Value& v, const std::s
       static constexpr std::array<std::string_view, 2> kStores = {"ndjson", "gzip"};
       r.choice(v, p, download->store, kStores);
     }
+    if (key == "connect_timeout_ms") r.integer(v, p, download->connect_timeout_ms, 1, kMaxU32);
+    if (key == "idle_timeout_ms") r.integer(v, p, download->idle_timeout_ms, 1, kMaxU32);
+    if (key == "transfer_attempts") r.integer(v, p, download->transfer_attempts, 1, 100);
+    if (key == "max_retry_wait_ms") r.integer(v, p, download->max_retry_wait_ms, 0, kMaxU32);
   } else if (auto* nats = std::get_if<NatsHandler>(&handler.settings)) {
     if (key == "servers") r.strings(v, p, nats->servers, false);
     if (key == "subject") r.string(v, p, nats->subject);
@@ -1126,6 +1132,14 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
     }
     key(w, "store");
     put(w, download->store);
+    key(w, "connect_timeout_ms");
+    w.Uint(download->connect_timeout_ms);
+    key(w, "idle_timeout_ms");
+    w.Uint(download->idle_timeout_ms);
+    key(w, "transfer_attempts");
+    w.Uint(download->transfer_attempts);
+    key(w, "max_retry_wait_ms");
+    w.Uint(download->max_retry_wait_ms);
   } else if (const auto* nats = std::get_if<NatsHandler>(&handler.settings)) {
     key(w, "servers");
     put_servers(w, nats->servers);

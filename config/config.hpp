@@ -82,6 +82,12 @@ struct DownloadHandler {
   std::string token_file;
   std::vector<std::string> token_command;
   std::string store = "ndjson";  ///< "ndjson" or "gzip"
+  std::uint32_t connect_timeout_ms = 10'000;
+  std::uint32_t idle_timeout_ms = 60'000;  ///< a transfer that receives nothing this long is cut
+  std::uint32_t transfer_attempts = 5;     ///< tries of one file within one delivery attempt
+  /// Longest wait (Retry-After or back-off) between those tries; a server asking for more ends
+  /// the attempt and the delivery's retry policy takes over.
+  std::uint32_t max_retry_wait_ms = 30'000;
 };
 struct NatsHandler {
   std::vector<std::string> servers;

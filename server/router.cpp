@@ -138,9 +138,15 @@ Reply Router::get_challenge(const Request& request, boost::urls::params_view par
 asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& info,
                                           const config::Config& config) {
   const std::string& body = request.body();
+  // Authenticate before parsing when the token came in a header (Redox always sends it there):
+  // a wrong token costs no parse. Only a body without a header token may be a challenge that
+  // carries its token inside.
   std::string token = header_token(request);
-  auto challenge = core::parse_challenge(body);
-  if (challenge && token.empty() && challenge->token) token = *challenge->token;
+  std::optional<core::Challenge> challenge;
+  if (token.empty()) {
+    challenge = core::parse_challenge(body);
+    if (challenge && challenge->token) token = *challenge->token;
+  }
   if (!token_valid(token, config.verification_tokens)) {
     metrics_.event(EventResult::kUnauthorized);
     log_.warn("unauthorized", log_.fields()
@@ -148,6 +154,13 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
                                   .add("remote", info.remote_addr)
                                   .add("request_id", info.request_id));
     co_return unauthorized_reply();
+  }
+  // An event is parsed once; only a body that is not a valid event can be a challenge (a
+  // challenge has no Meta), so the common case costs one parse.
+  core::ParseResult parsed;
+  if (!challenge) {
+    parsed = core::parse_event(body);
+    if (!parsed.ok()) challenge = core::parse_challenge(body);
   }
   if (challenge) {
     log_.info("verification_challenge", log_.fields().add("request_id", info.request_id));
@@ -158,7 +171,6 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
                           "send application/json or application/fhir+json");
   }
 
-  core::ParseResult parsed = core::parse_event(body);
   Receipt receipt{utc_now_iso(), {}, info.remote_addr, info.request_id};
 
   if (!parsed.ok()) {

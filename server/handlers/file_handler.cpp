@@ -204,22 +204,7 @@ Outcome FileHandler::write_file(const Delivery& delivery) {
     return Outcome::done();
   }
   // Hidden while incomplete, so a consumer watching *.json never sees a partial file.
-  const std::filesystem::path temp =
-      dir / ("." + stem + ".json." + posix::random_suffix() + ".tmp");
-  posix::Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd.valid()) posix::throw_errno("create " + temp.string());
-  try {
-    posix::write_all(fd.get(), delivery.body, "write " + temp.string());
-    posix::sync(fd.get(), temp.string());
-    if (::close(fd.release()) != 0) posix::throw_errno("close " + temp.string());
-    if (::rename(temp.c_str(), target.c_str()) != 0) {
-      posix::throw_errno("rename to " + target.string());
-    }
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
-  }
-  posix::sync_dir(dir);
+  posix::write_file_atomically(dir, stem + ".json", delivery.body);
   return Outcome::done();
 }
 

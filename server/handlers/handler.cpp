@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "core/text.hpp"
+#include "server/handlers/download_handler.hpp"
 #include "server/handlers/exec_handler.hpp"
 #include "server/handlers/file_handler.hpp"
 #include "server/handlers/http_handler.hpp"
@@ -91,6 +92,8 @@ std::unique_ptr<Handler> make_handler(const config::Handler& config,
           return std::make_unique<ExecHandler>(config.name, settings, data_dir, log);
         } else if constexpr (std::is_same_v<T, config::HttpHandler>) {
           return std::make_unique<HttpHandler>(config.name, settings, log);
+        } else if constexpr (std::is_same_v<T, config::DownloadHandler>) {
+          return std::make_unique<DownloadHandler>(config.name, settings, log);
         } else {
           throw std::runtime_error("handler " + config.name + ": type " + config.type +
                                    " is not available yet");

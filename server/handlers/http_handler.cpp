@@ -15,28 +15,8 @@ namespace {
 
 constexpr std::size_t kBodyShown = 200;
 
-bool iequals_prefix(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const auto a = static_cast<unsigned char>(text[i]);
-    const auto b = static_cast<unsigned char>(prefix[i]);
-    if (std::tolower(a) != std::tolower(b)) return false;
-  }
-  return true;
-}
-
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && iequals_prefix(a, b);
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 bool has_control(std::string_view s) {
@@ -76,7 +56,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   if (iequals_prefix(line, "HTTP/")) {
     response->retry_after.clear();  // a new response (e.g. after a 1xx) starts
   } else if (iequals_prefix(line, kRetryAfter)) {
-    response->retry_after = std::string(trim(line.substr(kRetryAfter.size())));
+    response->retry_after = std::string(trim_header_value(line.substr(kRetryAfter.size())));
   }
   return bytes;
 }
@@ -84,68 +64,13 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
 /// The body shown in a message: printable, one line.
 std::string shown_body(std::string_view body) {
   std::string out;
-  for (const char c : trim(body)) {
+  for (const char c : trim_header_value(body)) {
     out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
   }
   return out;
 }
 
-void init_curl_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      throw std::runtime_error("libcurl cannot be initialised");
-    }
-  });
-}
-
-struct CurlCleanup {
-  void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
-};
-struct SlistCleanup {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-
-class HeaderList {
- public:
-  void add(const std::string& line) {
-    curl_slist* next = curl_slist_append(list_.get(), line.c_str());
-    if (next == nullptr) throw std::bad_alloc();
-    (void)list_.release();
-    list_.reset(next);
-  }
-  [[nodiscard]] curl_slist* get() const { return list_.get(); }
-
- private:
-  std::unique_ptr<curl_slist, SlistCleanup> list_;
-};
-
 }  // namespace
-
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
-                                                           std::time_t now) {
-  value = trim(value);
-  if (value.empty()) return std::nullopt;
-  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (value.size() > 9) return std::chrono::hours(24 * 365 * 30);  // absurd: "much later"
-    return std::chrono::seconds(std::stoll(std::string(value)));
-  }
-  const std::time_t when = curl_getdate(std::string(value).c_str(), nullptr);
-  if (when == -1) return std::nullopt;
-  return std::chrono::seconds(std::max<std::time_t>(0, when - now));
-}
-
-std::string url_for_messages(std::string_view url) {
-  const std::size_t end = url.find_first_of("?#");
-  if (end != std::string_view::npos) url = url.substr(0, end);
-  const std::size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) return std::string(url);
-  const std::size_t authority = scheme + 3;
-  const std::size_t path = std::min(url.find('/', authority), url.size());
-  const std::size_t at = url.substr(0, path).rfind('@');
-  if (at == std::string_view::npos || at < authority) return std::string(url);
-  return std::string(url.substr(0, authority)) + std::string(url.substr(at + 1));
-}
 
 HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, const Logger& log)
     : Handler(std::move(name), log),
@@ -178,7 +103,7 @@ HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, 
 }
 
 Outcome HttpHandler::run(const Delivery& delivery) {
-  std::unique_ptr<CURL, CurlCleanup> curl(curl_easy_init());
+  CurlHandle curl(curl_easy_init());
   if (!curl) return Outcome::retry("POST " + shown_url_ + ": cannot create a libcurl handle");
   HeaderList headers;
   for (const auto& line : header_lines_)
@@ -192,11 +117,7 @@ Outcome HttpHandler::run(const Delivery& delivery) {
   char error[CURL_ERROR_SIZE] = {};
   CURL* h = curl.get();
   curl_easy_setopt(h, CURLOPT_URL, url_.c_str());
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
+  allow_only_http(h);
   curl_easy_setopt(h, CURLOPT_POST, 1L);
   curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(delivery.body.size()));
   // Never NULL: libcurl would then read the body from stdin.
@@ -214,12 +135,8 @@ Outcome HttpHandler::run(const Delivery& delivery) {
 
   const CURLcode code = curl_easy_perform(h);
   if (code != CURLE_OK) {
-    std::string message = "POST " + shown_url_ + ": " + curl_easy_strerror(code);
-    if (error[0] != '\0') message += std::string(" (") + error + ")";
-    // A URL libcurl cannot use will not work on a later attempt either.
-    if (code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL) {
-      return Outcome::dead(message);
-    }
+    const std::string message = "POST " + shown_url_ + ": " + curl_error_text(code, error);
+    if (curl_error_is_permanent(code)) return Outcome::dead(message);
     return Outcome::retry(message);
   }
   long status = 0;

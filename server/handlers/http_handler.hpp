@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/handlers/curl.hpp"
 #include "server/handlers/handler.hpp"
 
 namespace fbr::server {
@@ -28,11 +29,5 @@ class HttpHandler final : public Handler {
   std::vector<std::string> header_lines_;  // "Name: value"; values may be secrets: never logged
   bool custom_content_type_ = false;
 };
-
-/// A Retry-After value (delay-seconds or an HTTP-date) as a delay from `now`; nullopt if invalid.
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value, std::time_t now);
-
-/// `url` without user info, query or fragment: what messages and logs may show.
-std::string url_for_messages(std::string_view url);
 
 }  // namespace fbr::server

@@ -58,6 +58,26 @@ void sync_dir(const std::filesystem::path& dir) {
   sync(fd.get(), dir.string());
 }
 
+void write_file_atomically(const std::filesystem::path& dir, std::string_view name,
+                           std::string_view bytes) {
+  const std::filesystem::path target = dir / name;
+  // Hidden while incomplete, so a consumer watching the folder never sees a partial file.
+  const std::filesystem::path temp =
+      dir / ("." + std::string(name) + "." + random_suffix() + ".tmp");
+  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) throw_errno("create " + temp.string());
+  try {
+    write_all(fd.get(), bytes, "write " + temp.string());
+    sync(fd.get(), temp.string());
+    if (::close(fd.release()) != 0) throw_errno("close " + temp.string());
+    if (::rename(temp.c_str(), target.c_str()) != 0) throw_errno("rename to " + target.string());
+  } catch (...) {
+    ::unlink(temp.c_str());
+    throw;
+  }
+  sync_dir(dir);
+}
+
 void make_private_dirs(const std::filesystem::path& dir) {
   if (dir.empty()) return;
   if (::mkdir(dir.c_str(), 0700) == 0) return;

@@ -300,6 +300,10 @@ TEST_CASE("config handlers: download") {
   CHECK(defaults.token_file.empty());
   CHECK(defaults.token_command.empty());
   CHECK(defaults.store == "ndjson");
+  CHECK(defaults.connect_timeout_ms == 10000);
+  CHECK(defaults.idle_timeout_ms == 60000);
+  CHECK(defaults.transfer_attempts == 5);
+  CHECK(defaults.max_retry_wait_ms == 30000);
 
   const auto settings = [](std::string_view extra) {
     return std::get<DownloadHandler>(
@@ -314,6 +318,13 @@ TEST_CASE("config handlers: download") {
         std::vector<std::string>{"get-token", "--fhir"});
   CHECK(settings(R"("token_env": null, "token_file": null, "token_command": null)")
             .token_env.empty());
+  const auto tuned = settings(R"("connect_timeout_ms": 250, "idle_timeout_ms": 1500,
+                                 "transfer_attempts": 1, "max_retry_wait_ms": 0)");
+  CHECK(tuned.connect_timeout_ms == 250);
+  CHECK(tuned.idle_timeout_ms == 1500);
+  CHECK(tuned.transfer_attempts == 1);
+  CHECK(tuned.max_retry_wait_ms == 0);  // 0: never wait in-process, leave it to retry
+  CHECK(settings(R"("transfer_attempts": 100)").transfer_attempts == 100);
 
   const auto bad = [](std::string_view extra) {
     return handler_error(R"({"name": "d", "type": "download", "dir": "x", )" + std::string(extra) +
@@ -333,6 +344,21 @@ TEST_CASE("config handlers: download") {
   CHECK(
       bad(R"("token_command": "get-token")") ==
       R"(handlers[0].token_command: must be a non-empty array of strings (program, then arguments), got "get-token")");
+  CHECK(bad(R"("connect_timeout_ms": 0)") ==
+        "handlers[0].connect_timeout_ms: must be a positive integer, got 0");
+  CHECK(bad(R"("idle_timeout_ms": "60s")") ==
+        R"(handlers[0].idle_timeout_ms: must be a positive integer, got "60s")");
+  CHECK(bad(R"("transfer_attempts": 0)") ==
+        "handlers[0].transfer_attempts: must be an integer from 1 to 100, got 0");
+  CHECK(bad(R"("transfer_attempts": 101)") ==
+        "handlers[0].transfer_attempts: must be an integer from 1 to 100, got 101");
+  CHECK(bad(R"("max_retry_wait_ms": -1)") ==
+        "handlers[0].max_retry_wait_ms: must be an integer from 0 to 4294967295, got -1");
+  // The new keys belong to download only.
+  CHECK(
+      handler_error(R"({"name": "h", "type": "http", "url": "http://x/", "idle_timeout_ms": 5})") ==
+      "handlers[0].idle_timeout_ms: unknown key");
+  CHECK(bad(R"("idle_timeout": 5)") == "handlers[0].idle_timeout: unknown key");
   const std::string at_most_one =
       "handlers[0]: at most one of token_env, token_file, token_command may be set";
   CHECK(bad(R"("token_env": "A", "token_file": "f")") == at_most_one);

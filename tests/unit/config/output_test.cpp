@@ -137,7 +137,11 @@ TEST_CASE("config output: a handler shows its type keys effective retry and filt
       "token_env": null,
       "token_file": "/run/t",
       "token_command": null,
-      "store": "ndjson"
+      "store": "ndjson",
+      "connect_timeout_ms": 10000,
+      "idle_timeout_ms": 60000,
+      "transfer_attempts": 5,
+      "max_retry_wait_ms": 30000
     })"));
 }
 
@@ -163,7 +167,9 @@ TEST_CASE("config output: round trip of the secrets config and of every handler 
                                                         "source_id": "s", "destination_id": "d"}},
       {"name": "f2", "type": "file", "path": "p.ndjson", "retry": {"max_attempts": 1}},
       {"name": "x", "type": "exec", "command": ["a", "b"], "timeout_ms": 5},
-      {"name": "d", "type": "download", "dir": "d", "token_command": ["t", "-x"], "store": "gzip"},
+      {"name": "d", "type": "download", "dir": "d", "token_command": ["t", "-x"], "store": "gzip",
+       "connect_timeout_ms": 1, "idle_timeout_ms": 2, "transfer_attempts": 3,
+       "max_retry_wait_ms": 0},
       {"name": "n", "type": "nats", "servers": ["a", "b"], "subject": "s", "stream": "S"}
     ]})"));
 }

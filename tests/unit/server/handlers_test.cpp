@@ -354,11 +354,24 @@ TEST_CASE("handler: file_stem keeps safe Log IDs and hashes anything else") {
 TEST_CASE("handler: make_handler refuses types that are not built yet") {
   TestLog log;
   fbr::config::Handler h;
+  h.name = "broker";
+  h.type = "nats";
+  h.settings = fbr::config::NatsHandler{};
+  CHECK_THROWS_WITH(make_handler(h, "/tmp", log.logger),
+                    "handler broker: type nats is not available yet");
+}
+
+TEST_CASE("handler: make_handler builds a download handler") {
+  TestLog log;
+  fbr::config::Handler h;
   h.name = "fetch";
   h.type = "download";
-  h.settings = fbr::config::DownloadHandler{};
-  CHECK_THROWS_WITH(make_handler(h, "/tmp", log.logger),
-                    "handler fetch: type download is not available yet");
+  fbr::config::DownloadHandler settings;
+  settings.dir = "/tmp/fbr-unused";
+  h.settings = settings;
+  const auto handler = make_handler(h, "/tmp", log.logger);
+  REQUIRE(handler != nullptr);
+  CHECK(handler->name() == "fetch");
 }
 
 // ---- file --------------------------------------------------------------------------------------

@@ -1,0 +1,666 @@
+#include "server/handlers/download_transfer.hpp"
+
+#include <fcntl.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "server/handlers/curl.hpp"
+#include "server/handlers/download_stream.hpp"
+#include "server/handlers/posix.hpp"
+
+namespace fbr::server::download {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kErrorBodyShown = 200;
+constexpr std::size_t kCopyBuffer = 256 * 1024;
+constexpr long kReceiveBuffer = 128 * 1024;
+constexpr long kMaxRedirects = 10;
+
+double jitter() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+/// How the server sent the bytes in a part file (its sidecar), so that a later try can resume.
+struct PartInfo {
+  std::string url;
+  bool content_encoding_gzip = false;
+  bool accept_ranges = false;
+  std::string validator;  ///< a strong ETag or a Last-Modified date, for If-Range
+  std::optional<std::uint64_t> length;
+};
+
+std::string part_info_json(const PartInfo& info) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  w.StartObject();
+  w.Key("url");
+  w.String(info.url.c_str(), static_cast<rapidjson::SizeType>(info.url.size()));
+  w.Key("contentEncodingGzip");
+  w.Bool(info.content_encoding_gzip);
+  w.Key("acceptRanges");
+  w.Bool(info.accept_ranges);
+  w.Key("validator");
+  w.String(info.validator.c_str(), static_cast<rapidjson::SizeType>(info.validator.size()));
+  w.Key("length");
+  if (info.length) {
+    w.Uint64(*info.length);
+  } else {
+    w.Null();
+  }
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::optional<PartInfo> read_part_info(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  rapidjson::Document doc;
+  doc.Parse(text.str().c_str());
+  if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+  const auto url = doc.FindMember("url");
+  const auto gzip = doc.FindMember("contentEncodingGzip");
+  const auto ranges = doc.FindMember("acceptRanges");
+  const auto validator = doc.FindMember("validator");
+  const auto length = doc.FindMember("length");
+  if (url == doc.MemberEnd() || !url->value.IsString() || gzip == doc.MemberEnd() ||
+      !gzip->value.IsBool() || ranges == doc.MemberEnd() || !ranges->value.IsBool() ||
+      validator == doc.MemberEnd() || !validator->value.IsString() || length == doc.MemberEnd()) {
+    return std::nullopt;
+  }
+  PartInfo info{url->value.GetString(), gzip->value.GetBool(), ranges->value.GetBool(),
+                validator->value.GetString(), std::nullopt};
+  if (length->value.IsUint64()) info.length = length->value.GetUint64();
+  return info;
+}
+
+/// Writes the sidecar (no fsync: a part file whose sidecar is lost is only received again).
+void write_part_info(const std::filesystem::path& file, const PartInfo& info) {
+  posix::Fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) posix::throw_errno("create " + file.string());
+  posix::write_all(fd.get(), part_info_json(info), "write " + file.string());
+}
+
+std::uint64_t size_of(int fd, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) posix::throw_errno("stat " + what);
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+void unlink_if_present(const std::filesystem::path& file) {
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) posix::throw_errno("unlink " + file.string());
+}
+
+/// Calls `each` with consecutive chunks of the first `size` bytes of `fd`; stops when it
+/// returns false (then false).
+template <class Each>
+bool read_chunks(int fd, std::uint64_t size, const std::string& what, Each&& each) {
+  std::vector<char> buffer(kCopyBuffer);
+  std::uint64_t offset = 0;
+  while (offset < size) {
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - offset));
+    const ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      posix::throw_errno("read " + what);
+    }
+    if (n == 0) break;
+    if (!each(std::string_view(buffer.data(), static_cast<std::size_t>(n)))) return false;
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return true;
+}
+
+/// The received bytes of one file, decoded and verified as they come, and their SHA-256.
+class Receiver {
+ public:
+  Receiver(const FileTask& task, bool content_encoding_gzip)
+      : verifier_(task.expected_type, task.count),
+        decoder_(content_encoding_gzip, [this](std::string_view d) { return verifier_.feed(d); }) {}
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+
+  bool feed(std::string_view raw) {
+    raw_sha_.update(raw);
+    raw_bytes_ += raw.size();
+    return decoder_.feed(raw);
+  }
+  bool finish() { return decoder_.finish() && verifier_.finish(); }
+  [[nodiscard]] std::string error() const {
+    return decoder_.error().empty() ? verifier_.error() : decoder_.error();
+  }
+  [[nodiscard]] std::uint64_t raw_bytes() const { return raw_bytes_; }
+  [[nodiscard]] std::string raw_sha256() const { return raw_sha_.hex(); }
+  [[nodiscard]] int gzip_layers() const { return decoder_.gzip_layers(); }
+  [[nodiscard]] const NdjsonVerifier& verifier() const { return verifier_; }
+
+ private:
+  NdjsonVerifier verifier_;
+  BodyDecoder decoder_;
+  Sha256 raw_sha_;
+  std::uint64_t raw_bytes_ = 0;
+};
+
+/// "bytes S-E/T" → S (and T when not "*").
+std::optional<std::uint64_t> content_range_start(std::string_view value,
+                                                 std::optional<std::uint64_t>& total) {
+  static constexpr std::string_view kBytes = "bytes ";
+  if (!iequals_prefix(value, kBytes)) return std::nullopt;
+  value.remove_prefix(kBytes.size());
+  const std::size_t dash = value.find('-');
+  const std::size_t slash = value.find('/');
+  if (dash == std::string_view::npos || slash == std::string_view::npos || dash == 0) {
+    return std::nullopt;
+  }
+  std::uint64_t start = 0;
+  for (const char c : value.substr(0, dash)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    start = start * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  const std::string_view t = value.substr(slash + 1);
+  if (!t.empty() && t != "*" &&
+      std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    total = std::stoull(std::string(t));
+  }
+  return start;
+}
+
+/// One HTTP exchange: its request state and what libcurl's callbacks saw of the answer.
+struct Exchange {
+  Exchange(const FileTask& task, int part_fd, const std::string& part_name,
+           const std::filesystem::path& info_path, std::unique_ptr<Receiver>& receiver,
+           std::optional<PartInfo>& info, std::uint64_t requested_from)
+      : task(task),
+        part_fd(part_fd),
+        part_name(part_name),
+        info_path(info_path),
+        receiver(receiver),
+        info(info),
+        requested_from(requested_from) {}
+
+  const FileTask& task;
+  int part_fd;
+  const std::string& part_name;
+  const std::filesystem::path& info_path;
+  std::unique_ptr<Receiver>& receiver;
+  std::optional<PartInfo>& info;
+  std::uint64_t requested_from;
+
+  // The headers of the current response (a redirect's are replaced by the next one's).
+  long status = 0;
+  bool gzip = false;
+  std::string other_encoding;
+  bool accept_ranges = false;
+  std::string etag, last_modified, content_range, retry_after;
+  std::optional<std::uint64_t> content_length;
+
+  bool body_started = false;
+  bool writing = false;
+  std::string error_body;
+  std::string verify_error;     // the content failed verification: permanent
+  std::string permanent_error;  // unusable answer (unsupported encoding)
+  std::string local_error;      // our disk: transient
+  bool restart = false;         // the answer does not continue the part file: drop it
+
+  void new_response(std::string_view status_line) {
+    status = 0;
+    if (const std::size_t space = status_line.find(' '); space != std::string_view::npos) {
+      status = std::strtol(std::string(status_line.substr(space + 1, 3)).c_str(), nullptr, 10);
+    }
+    gzip = accept_ranges = false;
+    other_encoding.clear();
+    etag.clear();
+    last_modified.clear();
+    content_range.clear();
+    retry_after.clear();
+    content_length.reset();
+  }
+
+  void header(std::string_view line) {
+    if (iequals_prefix(line, "HTTP/")) {
+      new_response(line);
+    } else if (auto v = header_value(line, "content-encoding")) {
+      if (iequals_prefix(*v, "gzip") && v->size() == 4) {
+        gzip = true;
+      } else if (iequals_prefix(*v, "x-gzip") && v->size() == 6) {
+        gzip = true;
+      } else if (!(iequals_prefix(*v, "identity") && v->size() == 8)) {
+        other_encoding = std::string(*v);
+      }
+    } else if (auto v = header_value(line, "accept-ranges")) {
+      accept_ranges = iequals_prefix(*v, "bytes");
+    } else if (auto v = header_value(line, "etag")) {
+      etag = std::string(*v);
+    } else if (auto v = header_value(line, "last-modified")) {
+      last_modified = std::string(*v);
+    } else if (auto v = header_value(line, "content-range")) {
+      content_range = std::string(*v);
+    } else if (auto v = header_value(line, "retry-after")) {
+      retry_after = std::string(*v);
+    } else if (auto v = header_value(line, "content-length")) {
+      if (!v->empty() &&
+          std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+          v->size() < 20) {
+        content_length = std::stoull(std::string(*v));
+      }
+    }
+  }
+
+  /// The first byte of the final answer's body (or its end, for an empty body): decide where
+  /// the bytes go. False: stop the transfer.
+  bool start_body() {
+    body_started = true;
+    if (status == 200) {
+      if (!other_encoding.empty()) {
+        permanent_error =
+            "the server sent Content-Encoding " + other_encoding + " (only gzip was accepted)";
+        return false;
+      }
+      // The whole file: whatever the part file held is replaced.
+      if (::ftruncate(part_fd, 0) != 0) {
+        local_error = "truncate " + part_name + ": " + posix::errno_text(errno);
+        return false;
+      }
+      receiver = std::make_unique<Receiver>(task, gzip);
+      info = PartInfo{task.url, gzip, accept_ranges, {}, content_length};
+      if (!etag.empty() && !etag.starts_with("W/")) {
+        info->validator = etag;
+      } else {
+        info->validator = last_modified;
+      }
+      write_part_info(info_path, *info);
+      writing = true;
+      return true;
+    }
+    if (status == 206) {
+      std::optional<std::uint64_t> total;
+      const auto start = content_range_start(content_range, total);
+      const bool continues = receiver && info && start && *start == requested_from &&
+                             requested_from == receiver->raw_bytes() &&
+                             gzip == info->content_encoding_gzip && other_encoding.empty() &&
+                             (!total || !info->length || *total == *info->length);
+      if (!continues) {
+        restart = true;  // not the rest of what we hold: start over
+        return false;
+      }
+      writing = true;
+      return true;
+    }
+    return true;  // an error answer: its body is kept for the message
+  }
+
+  bool body(std::string_view data) {
+    if (!body_started && !start_body()) return false;
+    if (!writing) {
+      if (error_body.size() < kErrorBodyShown) {
+        error_body.append(data.substr(0, kErrorBodyShown - error_body.size()));
+      }
+      return true;
+    }
+    posix::write_all(part_fd, data, "write " + part_name);
+    if (!receiver->feed(data)) {
+      verify_error = receiver->error();
+      return false;
+    }
+    return true;
+  }
+};
+
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* x = static_cast<Exchange*>(user);
+  x->header(std::string_view(data, size * count));
+  return size * count;
+}
+
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* x = static_cast<Exchange*>(user);
+  try {
+    if (!x->body(std::string_view(data, size * count))) return 0;
+  } catch (const std::exception& e) {
+    // Never through libcurl's C frames.
+    x->local_error = e.what();
+    return 0;
+  }
+  return size * count;
+}
+
+/// The body's text made printable and one line, for a message.
+std::string shown_body(std::string_view body) {
+  std::string out;
+  for (const char c : trim_header_value(body)) {
+    out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
+  return out;
+}
+
+struct Stored {
+  std::uint64_t bytes = 0;
+  std::string sha256;
+};
+
+/// The part file as the stored form: every gzip layer undone, then gzip'd again when `gzip`.
+Stored transcode(int part_fd, std::uint64_t size, const std::string& part_name,
+                 bool content_encoding_gzip, bool gzip, const std::filesystem::path& out_path) {
+  posix::Fd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out.valid()) posix::throw_errno("create " + out_path.string());
+  Stored stored;
+  Sha256 sha;
+  const std::string what = "write " + out_path.string();
+  const Sink write_out = [&](std::string_view d) {
+    posix::write_all(out.get(), d, what);
+    sha.update(d);
+    stored.bytes += d.size();
+    return true;
+  };
+  GzipEncoder encoder;
+  BodyDecoder decoder(
+      content_encoding_gzip,
+      gzip ? Sink([&](std::string_view d) { return encoder.feed(d, write_out); }) : write_out);
+  read_chunks(part_fd, size, part_name, [&](std::string_view chunk) {
+    if (!decoder.feed(chunk))
+      throw std::runtime_error("transcode " + part_name + ": " + decoder.error());
+    return true;
+  });
+  if (!decoder.finish()) {
+    throw std::runtime_error("transcode " + part_name + ": " + decoder.error());
+  }
+  if (gzip) encoder.finish(write_out);
+  posix::sync(out.get(), out_path.string());
+  stored.sha256 = sha.hex();
+  return stored;
+}
+
+}  // namespace
+
+Verdict verdict_of(long status) {
+  if (status == 200 || status == 206) return Verdict::kBody;
+  if (status == 401) return Verdict::kRenewToken;
+  if (status == 416) return Verdict::kRestart;
+  if (status == 408 || status == 429 || (status >= 500 && status < 600)) return Verdict::kRetry;
+  return Verdict::kFail;
+}
+
+std::chrono::milliseconds backoff(int failed, std::chrono::milliseconds first,
+                                  std::chrono::milliseconds cap, double jitter) {
+  const double c =
+      std::min(static_cast<double>(cap.count()),
+               static_cast<double>(first.count()) * std::pow(2.0, std::max(0, failed - 1)));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(c / 2 + c / 2 * jitter));
+}
+
+std::filesystem::path part_path(const std::filesystem::path& final_path) {
+  return final_path.parent_path() / ("." + final_path.filename().string() + ".part");
+}
+
+std::filesystem::path part_info_path(const std::filesystem::path& final_path) {
+  return final_path.parent_path() / ("." + final_path.filename().string() + ".part.json");
+}
+
+TransferResult transfer_file(const FileTask& task, const std::filesystem::path& event_dir,
+                             const TransferSettings& settings, TokenSession* token) {
+  init_curl_once();
+  const auto started = Clock::now();
+  TransferResult result;
+  const std::filesystem::path final_path = event_dir / task.file;
+  const std::filesystem::path dir = final_path.parent_path();
+  posix::make_private_dirs(dir);
+  const std::filesystem::path part = part_path(final_path);
+  const std::filesystem::path info_path = part_info_path(final_path);
+  const std::string part_name = part.string();
+  const std::string shown = task.file + " (" + url_for_messages(task.url) + ")";
+  // Not verified (the caller skips verified files): nothing may stay under the final name.
+  unlink_if_present(final_path);
+
+  posix::Fd part_fd(::open(part.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  if (!part_fd.valid()) posix::throw_errno("open " + part_name);
+  std::optional<PartInfo> info = read_part_info(info_path);
+  if (info && info->url != task.url) info.reset();
+  std::unique_ptr<Receiver> receiver;  // in step with the part file's bytes when set
+
+  const auto drop_part = [&] {
+    receiver.reset();
+    info.reset();
+    if (::ftruncate(part_fd.get(), 0) != 0) posix::throw_errno("truncate " + part_name);
+    unlink_if_present(info_path);
+  };
+  const auto fail = [&](Failure kind, std::string why) {
+    result.failure = kind;
+    result.message = shown + ": " + std::move(why);
+    // Kept only when a later attempt can continue it.
+    if (kind == Failure::kPermanent) drop_part();
+    if (size_of(part_fd.get(), part_name) == 0) {
+      unlink_if_present(part);
+      unlink_if_present(info_path);
+    }
+    return result;
+  };
+
+  // The received file is complete and verified: make it durable under its final name.
+  const auto store = [&]() -> TransferResult {
+    posix::sync(part_fd.get(), part_name);
+    const std::uint64_t raw_size = receiver->raw_bytes();
+    const int layers = receiver->gzip_layers();
+    FileRecord record{task.list, task.index, task.type, task.url, task.file, 0, 0, 0, {}, 0};
+    if ((layers == 0 && !settings.store_gzip) || (layers == 1 && settings.store_gzip)) {
+      record.bytes = raw_size;
+      record.sha256 = receiver->raw_sha256();
+      if (::rename(part.c_str(), final_path.c_str()) != 0) {
+        posix::throw_errno("rename to " + final_path.string());
+      }
+    } else {
+      const std::filesystem::path temp = dir / ("." + final_path.filename().string() + ".tmp");
+      try {
+        const Stored stored = transcode(part_fd.get(), raw_size, part_name,
+                                        info->content_encoding_gzip, settings.store_gzip, temp);
+        record.bytes = stored.bytes;
+        record.sha256 = stored.sha256;
+        if (::rename(temp.c_str(), final_path.c_str()) != 0) {
+          posix::throw_errno("rename to " + final_path.string());
+        }
+      } catch (...) {
+        ::unlink(temp.c_str());
+        throw;
+      }
+      unlink_if_present(part);
+    }
+    unlink_if_present(info_path);
+    posix::sync_dir(dir);
+    if (dir != event_dir) posix::sync_dir(event_dir);
+    record.ndjson_bytes = receiver->verifier().bytes();
+    record.lines = receiver->verifier().resources();
+    record.duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    result.record = std::move(record);
+    result.message.clear();
+    return result;
+  };
+
+  int tries = settings.attempts;
+  int failed = 0;
+  bool renewal_try = false;
+  for (int attempt = 1; attempt <= tries; ++attempt) {
+    // Bytes kept from a server that does not take ranges cannot be continued.
+    if (receiver && !(info && info->accept_ranges)) drop_part();
+    if (!receiver) {
+      // Resume what an earlier try or process left, if the server said it takes ranges.
+      const std::uint64_t size = size_of(part_fd.get(), part_name);
+      if (size > 0 && info && info->accept_ranges) {
+        receiver = std::make_unique<Receiver>(task, info->content_encoding_gzip);
+        if (!read_chunks(part_fd.get(), size, part_name,
+                         [&](std::string_view chunk) { return receiver->feed(chunk); })) {
+          receiver.reset();  // what was kept does not verify (a crash, a changed file): anew
+        }
+      }
+      if (!receiver && size > 0) drop_part();
+      // All of it arrived before a crash (e.g. while it was being stored): nothing to fetch.
+      if (receiver && info->length && receiver->raw_bytes() == *info->length) {
+        if (receiver->finish()) return store();
+        drop_part();
+      }
+    }
+
+    CurlHandle curl(curl_easy_init());
+    if (!curl) return fail(Failure::kTransient, "cannot create a libcurl handle");
+    HeaderList headers;
+    headers.add("Accept: application/fhir+ndjson");
+    headers.add("Accept-Encoding: gzip");
+    std::optional<TokenSession::Token> bearer;
+    if (token != nullptr) {
+      try {
+        bearer = token->current();
+      } catch (const std::exception& e) {
+        return fail(Failure::kTransient, std::string("access token: ") + e.what());
+      }
+      headers.add("Authorization: Bearer " + bearer->value);
+    }
+    const std::uint64_t from = receiver ? receiver->raw_bytes() : 0;
+    if (from > 0) {
+      headers.add("Range: bytes=" + std::to_string(from) + "-");
+      if (!info->validator.empty()) headers.add("If-Range: " + info->validator);
+      result.resumed_from = from;
+    }
+
+    Exchange x(task, part_fd.get(), part_name, info_path, receiver, info, from);
+    char error[CURL_ERROR_SIZE] = {};
+    CURL* h = curl.get();
+    curl_easy_setopt(h, CURLOPT_URL, task.url.c_str());
+    allow_only_http(h);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "fhir-bulk-receiver/" FBR_VERSION);
+    // Presigned storage URLs redirect; libcurl drops our Authorization header on a redirect to
+    // another host, port or scheme.
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, kMaxRedirects);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(settings.connect_timeout.count()));
+    // No total timeout (files can be huge); a transfer that stalls is cut instead.
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(
+        h, CURLOPT_LOW_SPEED_TIME,
+        static_cast<long>(std::max<std::int64_t>(1, (settings.idle_timeout.count() + 999) / 1000)));
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, kReceiveBuffer);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+
+    ++result.requests;
+    CURLcode code = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    x.status = status;
+    if (code == CURLE_OK && !x.body_started) {
+      // An empty body: the write callback never ran.
+      try {
+        if (!x.start_body()) code = CURLE_WRITE_ERROR;
+      } catch (const std::exception& e) {
+        x.local_error = e.what();
+        code = CURLE_WRITE_ERROR;
+      }
+    }
+    result.http_status = status > 0 ? std::optional<long>(status) : std::nullopt;
+    result.retry_after = x.retry_after;
+    result.body = shown_body(x.error_body);
+
+    if (!x.local_error.empty()) {
+      receiver.reset();  // the part file may hold bytes the receiver did not see
+      return fail(Failure::kTransient, x.local_error);
+    }
+    if (!x.verify_error.empty()) return fail(Failure::kPermanent, x.verify_error);
+    if (!x.permanent_error.empty()) return fail(Failure::kPermanent, x.permanent_error);
+    if (x.restart) {
+      drop_part();
+      result.message = "the server's 206 answer does not continue the bytes kept";
+      continue;
+    }
+
+    std::string why;
+    std::optional<std::chrono::milliseconds> wait;
+    if (code != CURLE_OK) {
+      why = curl_error_text(code, error);
+      if (curl_error_is_permanent(code)) return fail(Failure::kPermanent, why);
+    } else {
+      std::string answer = "HTTP " + std::to_string(status);
+      if (!result.body.empty()) answer += ": " + result.body;
+      switch (verdict_of(status)) {
+        case Verdict::kBody:
+          break;
+        case Verdict::kRenewToken: {
+          if (!bearer) {
+            return fail(Failure::kPermanent,
+                        answer +
+                            " (no access token was sent: the event's requiresAccessToken "
+                            "is not true)");
+          }
+          std::optional<TokenSession::Token> renewed;
+          try {
+            renewed = token->renew_after_401(bearer->generation);
+          } catch (const std::exception& e) {
+            return fail(Failure::kTransient, answer + "; renewing the access token: " + e.what());
+          }
+          if (!renewed)
+            return fail(Failure::kTransient, answer + " (the access token was refused)");
+          if (!renewal_try) {
+            renewal_try = true;  // trying the new token does not use up one of the tries
+            ++tries;
+          }
+          result.message = answer;
+          continue;
+        }
+        case Verdict::kRestart:
+          drop_part();
+          result.message = answer;
+          continue;
+        case Verdict::kRetry:
+          why = answer;
+          wait = parse_retry_after(x.retry_after, std::time(nullptr));
+          break;
+        case Verdict::kFail:
+          return fail(Failure::kPermanent, answer);
+      }
+    }
+
+    if (why.empty()) {
+      // A complete 200/206 body: check its end, then store it.
+      if (!receiver->finish()) return fail(Failure::kPermanent, receiver->error());
+      return store();
+    }
+
+    // A try that may work later: the part file (and the receiver) keep what arrived.
+    result.message = why;
+    ++failed;
+    if (attempt == tries) break;
+    if (!wait) {
+      wait = backoff(failed, settings.first_backoff, settings.max_wait, jitter());
+    } else if (*wait > settings.max_wait) {
+      // Too long to hold a worker: the delivery is retried after that wait instead.
+      result.retry_after_delay = *wait;
+      result.message += " (Retry-After: " + x.retry_after + ", longer than max_retry_wait_ms)";
+      break;
+    }
+    std::this_thread::sleep_for(*wait);
+  }
+  return fail(Failure::kTransient, result.message.empty() ? "no try succeeded" : result.message);
+}
+
+}  // namespace fbr::server::download
