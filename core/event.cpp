@@ -418,6 +418,10 @@ ParseResult parse_event(std::string_view body) {
     // in-place parser does not skip a byte order mark itself.
     const std::size_t bom = body.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
     std::string scratch(body.substr(bom));
+    // The in-place stream has no length, only the terminating NUL: with encoding validation, a
+    // truncated multi-byte sequence at the very end reads up to 3 bytes on. Pad so that it
+    // reads NULs (found by fuzzing: tests/fuzz/regressions/parse_event/).
+    scratch.append(4, '\0');
     rapidjson::Document doc;
     doc.ParseInsitu<kParseFlags>(scratch.data());
     if (doc.HasParseError()) {

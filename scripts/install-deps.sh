@@ -15,13 +15,29 @@ packages=(
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-14-dev)
 fi
+install_promtool() {
+  # The tests check /metrics with Prometheus's own promtool. Debian ships it inside the
+  # `prometheus` package, whose install would also start a Prometheus server: take just the tool.
+  command -v promtool >/dev/null && return 0
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) &&
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root" &&
+    install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool ||
+    echo "install-deps: promtool unavailable; the /metrics test uses its own format check" >&2
+  rm -rf "$tmp"
+}
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+if ((${#missing[@]} == 0)); then
+  install_promtool
+  exit 0
+fi
 echo "install-deps: installing ${missing[*]}"
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_promtool
