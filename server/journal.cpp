@@ -231,6 +231,14 @@ void Journal::run() {
         r = CommitResult{false, false, *error};
     }
     last_commit_ok_.store(!error);
+    bool created_deliveries = false;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (const auto* r = std::get_if<CommitRequest>(&batch[i].op)) {
+        created_deliveries |= results[i].ok && !results[i].duplicate && !r->handlers.empty();
+      }
+    }
+    // The dispatcher looks at once instead of at its next poll.
+    if (created_deliveries && new_deliveries_) new_deliveries_();
     for (std::size_t i = 0; i < batch.size(); ++i)
       batch[i].done(std::move(results[i]));
     batch.clear();

@@ -128,3 +128,27 @@ TEST_CASE("reading events from a missing journal says where it looked") {
   CHECK(rows.empty());
   CHECK(error.find("/nonexistent-fbr/journal.sqlite") != std::string::npos);
 }
+
+TEST_CASE("journal tells the dispatcher when a commit created deliveries and only then") {
+  TempDir dir;
+  Journal journal;
+  std::atomic<int> calls{0};
+  journal.on_new_deliveries([&] { ++calls; });
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  CHECK(commit_sync(journal, event_request("no-handlers")).ok);
+  CHECK(calls.load() == 0);
+  auto with_handlers = event_request("with-handlers");
+  with_handlers.handlers = {"archive", "forward"};
+  CHECK(commit_sync(journal, with_handlers).ok);
+  CHECK(calls.load() == 1);
+  auto duplicate = event_request("with-handlers");
+  duplicate.handlers = {"archive"};
+  CHECK(commit_sync(journal, duplicate).duplicate);
+  CHECK(calls.load() == 1);
+  journal.stop();
+  std::string error;
+  auto rows = list_events(dir.path, "with-handlers", 1, error);
+  REQUIRE(rows.size() == 1);
+  REQUIRE(rows[0].deliveries.size() == 2);
+  CHECK(rows[0].deliveries[0].state == "pending");
+}
