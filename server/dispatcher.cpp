@@ -219,10 +219,13 @@ std::vector<Dispatcher::Job> Dispatcher::fetch_due(int limit, std::int64_t& next
 void Dispatcher::schedule_loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
+    // Consume the wake-up whether or not a slot is free: a wake left set would make the wait
+    // below return at once, forever, holding the lock (and wake() on the journal's writer
+    // thread would block on it, stalling every commit).
+    woken_ = false;
     const int free = config_.dispatch_concurrency - busy_;
     std::int64_t next_due_ms = std::numeric_limits<std::int64_t>::max();
     if (free > 0) {
-      woken_ = false;
       lock.unlock();
       auto jobs = fetch_due(free, next_due_ms);
       bool marked = true;
