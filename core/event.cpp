@@ -147,10 +147,13 @@ class Mapper {
     map_status(doc, root, event);
     event.progress = optional_string(doc, "progress", root);
     event.transaction_time = optional_string(doc, "transactionTime", root, Check::kIso8601);
-    event.request = optional_string(doc, "request", root);
-    // A `request` URL is short; a huge one is not worth a second copy of the body (the raw body
-    // keeps it). This keeps a 40 MiB event under 3x its size in memory.
-    if (event.request && event.request->size() > kMaxMappedRequestBytes) event.request.reset();
+    // A `request` URL is short; a huge one is valid (a string) but not worth another copy of
+    // the body: the raw body keeps it. This keeps a 40 MiB event under 3x its size in memory.
+    const Value* request = first_member(doc, "request");
+    if (request == nullptr || !request->IsString() ||
+        request->GetStringLength() <= kMaxMappedRequestBytes) {
+      event.request = optional_string(doc, "request", root);
+    }
     event.requires_access_token = optional_bool(doc, "requiresAccessToken", root);
     map_entries(doc, "output", root, Kind::kOutput, event.output);
     map_entries(doc, "error", root, Kind::kError, event.error);
