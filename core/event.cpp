@@ -420,7 +420,9 @@ ParseResult parse_event(std::string_view body) {
     // again (a large body would otherwise be held three times while it is checked). The
     // in-place parser does not skip a byte order mark itself.
     const std::size_t bom = body.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
-    std::string scratch(body.substr(bom));
+    std::string scratch;
+    scratch.reserve(body.size() - bom + 4);  // exactly: growing would copy the body once more
+    scratch.assign(body.substr(bom));
     // The in-place stream has no length, only the terminating NUL: with encoding validation, a
     // truncated multi-byte sequence at the very end reads up to 3 bytes on. Pad so that it
     // reads NULs (found by fuzzing: tests/fuzz/regressions/parse_event/).
