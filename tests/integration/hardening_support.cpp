@@ -33,12 +33,6 @@ std::string errno_text(int error) {
   return std::strerror(error);
 }
 
-int exit_code_of(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
 std::string json_quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -54,64 +48,13 @@ std::string json_quote(std::string_view s) {
 
 ProcessResult run_process(const std::vector<std::string>& args, std::string_view stdin_data,
                           std::chrono::milliseconds timeout) {
-  if (args.empty()) throw std::invalid_argument("run_process: no program");
-  const TempDir io;
-  write_file(io.path() / "stdin", stdin_data);
-  const std::string in = (io.path() / "stdin").string();
-  const std::string out = (io.path() / "stdout").string();
-  const std::string err = (io.path() / "stderr").string();
-
-  std::vector<char*> argv;
-  for (const auto& arg : args)
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, in.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD})
-    sigaddset(&defaults, sig);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  sigset_t mask;
-  sigemptyset(&mask);
-  posix_spawnattr_setsigmask(&attr, &mask);
-  posix_spawnattr_setflags(&attr,
-                           static_cast<short>(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK));
-  pid_t pid = -1;
   const auto started = Clock::now();
-  const int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error("posix_spawnp " + args.front() + ": " + errno_text(rc));
-
+  CliResult r = run_program(args, stdin_data, timeout);
   ProcessResult result;
-  const auto deadline = started + timeout;
-  int status = 0;
-  for (;;) {
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      result.exit_code = exit_code_of(status);
-      break;
-    }
-    if (r < 0 && errno != EINTR) break;
-    if (Clock::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      result.exit_code = -1;
-      break;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
+  result.exit_code = r.exit_code;
+  result.out = std::move(r.out);
+  result.err = std::move(r.err);
   result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-  result.out = read_file(out);
-  result.err = read_file(err);
   return result;
 }
 

@@ -125,10 +125,11 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnIo& io) {
                            static_cast<short>(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK));
 
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+  // PATH lookup for bare names (curl, openssl, promtool); absolute paths are used as they are.
+  const int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + args.front() + ": " + errno_text(rc));
+  if (rc != 0) throw std::runtime_error("posix_spawnp " + args.front() + ": " + errno_text(rc));
   return pid;
 }
 
@@ -704,10 +705,16 @@ RawExchange raw_exchange(unsigned short port, std::string_view data, std::size_t
 
 CliResult run_cli(const std::vector<std::string>& args, std::string_view stdin_data,
                   std::chrono::milliseconds timeout) {
-  const TempDir io;
-  write_file(io.path() / "stdin", stdin_data);
   std::vector<std::string> argv{FBR_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
+  return run_program(argv, stdin_data, timeout);
+}
+
+CliResult run_program(const std::vector<std::string>& argv, std::string_view stdin_data,
+                      std::chrono::milliseconds timeout) {
+  if (argv.empty()) throw std::invalid_argument("run_program: no program");
+  const TempDir io;
+  write_file(io.path() / "stdin", stdin_data);
   const pid_t pid = spawn(argv, {.stdin_path = io.path() / "stdin",
                                  .stdout_path = io.path() / "stdout",
                                  .stderr_path = io.path() / "stderr",

@@ -218,6 +218,11 @@ struct CliResult {
 CliResult run_cli(const std::vector<std::string>& args, std::string_view stdin_data = {},
                   std::chrono::milliseconds timeout = 30s);
 
+/// The same for any program (argv[0] looked up in PATH), e.g. curl, openssl, promtool. Its
+/// environment is the test's minus FBR_*.
+CliResult run_program(const std::vector<std::string>& argv, std::string_view stdin_data = {},
+                      std::chrono::milliseconds timeout = 30s);
+
 // ---------------------------------------------------------------------------------------------
 // The journal
 
