@@ -14,33 +14,10 @@
 #include <variant>
 #include <vector>
 
+#include "server/event_store.hpp"
 #include "server/sqlite.hpp"
 
 namespace fbr::server {
-
-/// How a request arrived: stored with every attempt.
-struct Receipt {
-  std::string received_at;  ///< ISO 8601 UTC
-  std::string attempt_id;   ///< Redox's Meta.Logs[0].AttemptID, or one we generated
-  std::string remote_addr;
-  std::string request_id;
-};
-
-/// A valid event to journal (or, with `quarantine`, an invalid body to keep with its errors).
-struct CommitRequest {
-  bool quarantine = false;
-  std::string key;
-  std::string log_id;
-  int status = 0;
-  std::optional<bool> test;
-  std::int64_t output_count = 0;
-  std::string body;
-  std::string errors_json;  ///< quarantine only: JSON array of {path, message}
-  Receipt receipt;
-  /// Handlers whose `when` matched: a pending delivery each, in the same transaction, when the
-  /// event is new (a duplicate runs no handler again).
-  std::vector<std::string> handlers;
-};
 
 enum class DeliveryState { kPending, kRunning, kDone, kFailed, kDead };
 std::string_view to_string(DeliveryState state);
@@ -55,16 +32,8 @@ struct DeliveryUpdate {
   std::string last_error;
 };
 
-struct CommitResult {
-  bool ok = false;
-  bool duplicate = false;
-  std::string error;  ///< why the commit failed (SQLite's message)
-};
-
-class Journal {
+class Journal final : public EventStore {
  public:
-  using Callback = std::function<void(CommitResult)>;
-
   /// The journal file under a data dir.
   static std::filesystem::path file_in(const std::filesystem::path& data_dir);
 
@@ -75,10 +44,10 @@ class Journal {
   std::optional<std::string> open(const std::filesystem::path& data_dir);
   /// Why the journal could not be opened at start, or empty.
   [[nodiscard]] const std::string& unavailable_reason() const { return unavailable_reason_; }
-  ~Journal();
+  ~Journal() override;
 
   /// Queues a commit; `done` runs on the writer thread after the batch's fsync (or its failure).
-  void commit(CommitRequest request, Callback done);
+  void commit(CommitRequest request, Callback done) override;
 
   /// Queues delivery state changes (one transaction with whatever else is waiting).
   void update(std::vector<DeliveryUpdate> updates, Callback done);
@@ -89,10 +58,10 @@ class Journal {
   /// Writable as far as we know: the last commit succeeded and the file system is not read-only
   /// or full. After a failure, a file system that looks writable again gets a probe commit in the
   /// background, so readiness comes back without waiting for traffic.
-  [[nodiscard]] bool writable();
+  [[nodiscard]] bool writable() override;
 
   /// Finishes queued commits, then stops the writer thread and closes the file.
-  void stop();
+  void stop() override;
 
  private:
   struct Pending {

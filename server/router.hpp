@@ -26,7 +26,7 @@ struct RequestInfo {
 
 class Router {
  public:
-  Router(const LiveConfig& config, Journal& journal, Metrics& metrics, const Logger& log)
+  Router(const LiveConfig& config, EventStore& journal, Metrics& metrics, const Logger& log)
       : config_(config),
         path_(config.get()->path),
         journal_(journal),
@@ -47,7 +47,7 @@ class Router {
 
   const LiveConfig& config_;
   const std::string path_;  // fixed at start: a reload does not move the endpoint
-  Journal& journal_;
+  EventStore& journal_;
   Metrics& metrics_;
   const Logger& log_;
 };
