@@ -10,6 +10,7 @@
 #include "server/handlers/exec_handler.hpp"
 #include "server/handlers/file_handler.hpp"
 #include "server/handlers/http_handler.hpp"
+#include "server/handlers/nats_handler.hpp"
 
 namespace fbr::server {
 namespace {
@@ -94,6 +95,8 @@ std::unique_ptr<Handler> make_handler(const config::Handler& config,
           return std::make_unique<HttpHandler>(config.name, settings, log);
         } else if constexpr (std::is_same_v<T, config::DownloadHandler>) {
           return std::make_unique<DownloadHandler>(config.name, settings, log);
+        } else if constexpr (std::is_same_v<T, config::NatsHandler>) {
+          return std::make_unique<NatsHandler>(config.name, settings, log);
         } else {
           throw std::runtime_error("handler " + config.name + ": type " + config.type +
                                    " is not available yet");
