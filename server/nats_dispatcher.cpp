@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 #include <utility>
@@ -78,7 +79,10 @@ bool lists_handler(std::string_view handlers, std::string_view handler) {
 
 NatsEventHeaders read_event_headers(natsMsg* msg) {
   NatsEventHeaders h;
-  h.event_key = header(msg, "Nats-Msg-Id");
+  h.msg_id = header(msg, "Nats-Msg-Id");
+  h.event_key = header(msg, "Fbr-Event-Key");
+  if (h.event_key.empty()) h.event_key = h.msg_id;
+  h.replay_of = header(msg, "Fbr-Replay-Of");
   h.log_id = header(msg, "Fbr-Log-Id");
   h.attempt_id = header(msg, "Fbr-Attempt-Id");
   h.handlers = header(msg, "Fbr-Handlers");
@@ -529,19 +533,28 @@ void NatsDispatcher::dead_letter(Job& job, const std::string& error, int attempt
                                                         : job.headers.event_key;
   nats::Message m;
   m.subject = nats_dead_subject(subject, job.handler);
-  m.msg_id = key + ":dead:" + job.handler;
+  // An event's Nats-Msg-Id is its key; a replay's is unique, so a replay that dies again gets a
+  // dead letter of its own rather than a duplicate of the first.
+  m.msg_id = (job.headers.msg_id.empty() ? key : job.headers.msg_id) + ":dead:" + job.handler;
   m.body = job.body();
   const char** keys = nullptr;
   int count = 0;
   if (natsMsgHeader_Keys(job.msg, &keys, &count) == NATS_OK) {
     for (int i = 0; i < count; ++i) {
       const std::string name = keys[i];
-      if (name.rfind("Nats-", 0) == 0) continue;  // Nats-Msg-Id is the dead letter's own
+      // Nats-Msg-Id is the dead letter's own; Fbr-Handler and Fbr-Stream-Seq are set below.
+      if (name.rfind("Nats-", 0) == 0 || name == "Fbr-Handler" || name == "Fbr-Stream-Seq") {
+        continue;
+      }
       m.headers.emplace_back(name, header(job.msg, keys[i]));
     }
     free(static_cast<void*>(keys));
   }
   m.headers.emplace_back("Fbr-Handler", job.handler);
+  // The event's own sequence, also when this was a replay of it (`events` matches on it).
+  m.headers.emplace_back("Fbr-Stream-Seq", job.headers.replay_of.empty()
+                                               ? std::to_string(job.sequence)
+                                               : job.headers.replay_of);
   m.headers.emplace_back("Fbr-Error", header_value(error));
   m.headers.emplace_back("Fbr-Attempts", std::to_string(attempts));
   const auto result =

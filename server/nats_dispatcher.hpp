@@ -58,7 +58,9 @@ bool lists_handler(std::string_view handlers, std::string_view handler);
 
 /// The event fields a delivery needs, from a journal message's headers.
 struct NatsEventHeaders {
-  std::string event_key;   ///< Nats-Msg-Id
+  std::string event_key;   ///< Fbr-Event-Key, else Nats-Msg-Id
+  std::string msg_id;      ///< Nats-Msg-Id (the key, or a hash of a key unfit for a header)
+  std::string replay_of;   ///< Fbr-Replay-Of: a replay's event stream sequence
   std::string log_id;      ///< Fbr-Log-Id
   std::string attempt_id;  ///< Fbr-Attempt-Id
   std::string handlers;    ///< Fbr-Handlers (comma-separated)
