@@ -734,6 +734,63 @@ CliResult run_program(const std::vector<std::string>& argv, std::string_view std
 
 // ---------------------------------------------------------------------------------------------
 
+unsigned short free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t length = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    ::close(fd);
+    throw std::runtime_error("no free port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool accepts_connections(unsigned short port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, fs::path log) : log_(std::move(log)) {
+  pid_ = spawn(argv, {.stdout_path = log_, .stderr_path = {}, .append = true});
+}
+
+ChildProcess::~ChildProcess() {
+  stop(SIGTERM, 5s);
+}
+
+bool ChildProcess::running() {
+  if (pid_ < 0) return false;
+  if (try_reap(pid_)) pid_ = -1;
+  return pid_ > 0;
+}
+
+void ChildProcess::stop(int signal, std::chrono::milliseconds grace) {
+  if (pid_ < 0) return;
+  ::kill(pid_, signal);
+  if (!wait_until(pid_, Clock::now() + grace)) {
+    ::kill(pid_, SIGKILL);
+    wait_blocking(pid_);
+  }
+  pid_ = -1;
+}
+
+std::string ChildProcess::log() const {
+  return read_file(log_);
+}
+
+// ---------------------------------------------------------------------------------------------
+
 Journal::Journal(const fs::path& file) {
   std::error_code ec;
   if (!fs::exists(file, ec)) throw std::runtime_error("no journal at " + file.string());

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
@@ -222,6 +223,36 @@ CliResult run_cli(const std::vector<std::string>& args, std::string_view stdin_d
 /// environment is the test's minus FBR_*.
 CliResult run_program(const std::vector<std::string>& argv, std::string_view stdin_data = {},
                       std::chrono::milliseconds timeout = 30s);
+
+// ---------------------------------------------------------------------------------------------
+// Helper servers (nats-server, haproxy, ...)
+
+/// A port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close).
+unsigned short free_port();
+/// True when something accepts TCP connections on 127.0.0.1:port.
+bool accepts_connections(unsigned short port);
+
+/// A long-running program started by a test (argv[0] looked up in PATH), its stdout and stderr
+/// appended to `log`. Killed (SIGTERM, then SIGKILL) and reaped on destruction.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> argv, std::filesystem::path log);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  /// False once it has exited (reaps it).
+  bool running();
+  /// Sends `signal` and waits for the exit (SIGKILL after `grace`). No-op when not running.
+  void stop(int signal = SIGTERM, std::chrono::milliseconds grace = 5s);
+  /// The log so far.
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::filesystem::path log_;
+};
 
 // ---------------------------------------------------------------------------------------------
 // The journal
