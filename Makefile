@@ -58,6 +58,13 @@ docker-test:
 .PHONY: bench
 bench: deps
 	@bench/run.sh
+	@bench/backends.sh
+
+# The journal backends side by side: SQLite, NATS JetStream on one node, on a 3-node cluster
+# (replicas 3). Writes bench/results/backends.md.
+.PHONY: bench-backends
+bench-backends: deps
+	@bench/backends.sh
 
 # The download handler against nginx: peak RSS while downloading a generated 1 GiB NDJSON file
 # (must stay under 64 MiB) and synthea-export throughput (a minute or two; not part of `make test`).
