@@ -131,9 +131,22 @@ struct NatsDispatcher::Fetcher {
   std::thread thread;
 };
 
+/// A pull subscription, destroyed once neither its fetch loop nor any message it fetched needs it:
+/// libnats acks a message through its subscription, so destroying it under a running delivery
+/// would leave the delivery's ack pointing at freed memory.
+struct Subscription {
+  natsSubscription* sub = nullptr;
+  explicit Subscription(natsSubscription* s) : sub(s) {}
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  // Destroy only: the consumer is durable and bound, so nothing is deleted on the server.
+  ~Subscription() { natsSubscription_Destroy(sub); }
+};
+
 /// A fetched message, queued or running. Everything read from the message is read by the
 /// fetcher, before the keeper may send InProgress for it.
 struct NatsDispatcher::Job {
+  std::shared_ptr<Subscription> subscription;  // outlives msg (see ~Job)
   natsMsg* msg = nullptr;
   std::string handler;
   bool replay = false;
@@ -322,12 +335,8 @@ std::optional<std::string> NatsDispatcher::ensure_consumer(Fetcher& f, natsSubsc
 }
 
 void NatsDispatcher::fetch_loop(Fetcher& f) {
-  natsSubscription* sub = nullptr;
-  auto drop = [&sub] {
-    // Destroy only: the consumer is durable and bound, so nothing is deleted on the server.
-    natsSubscription_Destroy(sub);
-    sub = nullptr;
-  };
+  std::shared_ptr<Subscription> sub;
+  auto drop = [&sub] { sub.reset(); };
   std::string last_error;  // logged when it changes, not once per retry
   auto fail = [&](const std::string& error) {
     if (error != last_error) {
@@ -353,11 +362,13 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
         if (!pause(f, milliseconds(500))) break;
         continue;
       }
-      if (auto error = ensure_consumer(f, &sub)) {
+      natsSubscription* created = nullptr;
+      if (auto error = ensure_consumer(f, &created)) {
         fail(*error);
         if (!pause(f, milliseconds(2000))) break;
         continue;
       }
+      sub = std::make_shared<Subscription>(created);
       log_.info("dispatcher_consumer_ready",
                 log_.fields()
                     .add("handler", f.handler)
@@ -368,7 +379,7 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
     }
     natsMsgList list{nullptr, 0};
     jsErrCode code = static_cast<jsErrCode>(0);
-    const natsStatus s = natsSubscription_Fetch(&list, sub, 1, kFetchWaitMs, &code);
+    const natsStatus s = natsSubscription_Fetch(&list, sub->sub, 1, kFetchWaitMs, &code);
     if (s == NATS_TIMEOUT) continue;
     if (s != NATS_OK) {
       fail("fetch from " + f.durable + ": " + nats::status_text(s));
@@ -381,6 +392,7 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
     std::vector<std::shared_ptr<Job>> jobs;
     for (int i = 0; i < list.Count; ++i) {
       auto job = std::make_shared<Job>();
+      job->subscription = sub;
       job->msg = std::exchange(list.Msgs[i], nullptr);
       job->handler = f.handler;
       job->replay = f.replay;
@@ -415,7 +427,6 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
     }
     work_cv_.notify_one();
   }
-  if (sub != nullptr) drop();
   f.done = true;
 }
 

@@ -45,8 +45,8 @@ Outcome NatsHandler::run(const Delivery& delivery) {
   const auto result = nats::publish_sync(*connection_, message, kPublishTimeoutMs, stream_);
   if (result.ok) return Outcome::done();
   std::string why = result.error;
-  if (why.find("No Responders") != std::string::npos ||
-      why.find("no responders") != std::string::npos) {
+  // libnats: "No responders available for request": nothing in JetStream stores the subject.
+  if (why.find("o responders") != std::string::npos) {
     why += " (no JetStream stream stores subject " + subject_ + ")";
   }
   return Outcome::retry("publish to " + subject_ + ": " + why);
