@@ -30,6 +30,15 @@ std::string status_text(natsStatus status) {
   return text;
 }
 
+std::string connected_url(natsConnection* conn) {
+  char url[512] = {};
+  if (conn == nullptr || natsConnection_GetConnectedUrl(conn, url, sizeof url) != NATS_OK ||
+      url[0] == '\0') {
+    return "no server";
+  }
+  return redact_url(url);
+}
+
 std::unique_ptr<Connection> Connection::open(const Options& options, std::string& error) {
   open_library();
   std::unique_ptr<Connection> c(new Connection());
@@ -52,8 +61,13 @@ std::unique_ptr<Connection> Connection::open(const Options& options, std::string
   check(natsOptions_SetMaxReconnect(c->options_, -1), "nats reconnect");
   check(natsOptions_SetReconnectWait(c->options_, 250), "nats reconnect wait");
   check(natsOptions_SetReconnectJitter(c->options_, 100, 1000), "nats reconnect jitter");
-  check(natsOptions_SetRetryOnFailedConnect(c->options_, true, nullptr, nullptr),
-        "nats retry on failed connect");
+  if (options.retry_forever) {
+    // With a connected callback, Connect returns NATS_NOT_YET_CONNECTED at once and keeps trying
+    // in the background; without one it would block until a server answers (for ever).
+    check(natsOptions_SetRetryOnFailedConnect(
+              c->options_, true, [](natsConnection*, void*) {}, nullptr),
+          "nats retry on failed connect");
+  }
   // No client-side buffer while reconnecting: a publish then fails at once (→ 503, Redox retries).
   check(natsOptions_SetReconnectBufSize(c->options_, 0), "nats reconnect buffer");
   if (!options.credentials_file.empty()) {

@@ -20,6 +20,8 @@ struct Options {
   std::string token;                 ///< an auth token (from the environment), or empty
   std::string name = "fhir-bulk-receiver";
   int connect_timeout_ms = 2000;
+  /// false: open() fails at once when no server answers (the CLI), instead of retrying for ever.
+  bool retry_forever = true;
 };
 
 /// A server URL with any user:password@ removed, for logs and errors.
@@ -27,6 +29,9 @@ std::string redact_url(const std::string& url);
 
 /// libnats's text for a status (and, when set, its last error detail).
 std::string status_text(natsStatus status);
+
+/// The server the connection is on now (redacted), or "no server" while it is not connected.
+std::string connected_url(natsConnection* conn);
 
 class Connection {
  public:
