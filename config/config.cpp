@@ -45,6 +45,14 @@ constexpr std::string_view kListenExpected =
 constexpr std::string_view kPathExpected =
     R"(a URL path starting with "/" (no query, fragment or whitespace))";
 constexpr std::string_view kPositiveInteger = "a positive integer";
+// JetStream's duplicate window: at least a minute, at most 30 days (the server keeps every
+// Nats-Msg-Id of the window in memory).
+constexpr std::uint64_t kMinDuplicateWindowS = 60;
+constexpr std::uint64_t kMaxDuplicateWindowS = 30ULL * 24 * 3600;
+constexpr std::string_view kStreamExpected =
+    "a JetStream stream name (no whitespace, '.', '*', '>', '/' or '\\')";
+constexpr std::string_view kSubjectExpected =
+    "a NATS subject without wildcards (tokens separated by '.', no whitespace, '*' or '>')";
 
 // ---------------------------------------------------------------------------------------------
 // Small string helpers
@@ -156,6 +164,21 @@ bool is_handler_name(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
     return is_alnum(c) || c == '_' || c == '.' || c == '-';
   });
+}
+
+bool is_stream_name(std::string_view s) {
+  return !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
+    return is_control(c) || is_space(c) || c == '.' || c == '*' || c == '>' || c == '/' ||
+           c == '\\';
+  });
+}
+
+/// A literal subject: non-empty tokens separated by '.', no wildcards or whitespace.
+bool is_literal_subject(std::string_view s) {
+  if (s.empty() || s.front() == '.' || s.back() == '.' || s.find("..") != std::string_view::npos)
+    return false;
+  return std::none_of(s.begin(), s.end(),
+                      [](char c) { return is_control(c) || is_space(c) || c == '*' || c == '>'; });
 }
 
 bool is_header_name(std::string_view s) {
@@ -712,13 +735,29 @@ void read_journal(Reader& r, const Value& v, const std::string& path, Journal& j
         if (k == "servers") {
           r.strings(val, np, nats.servers, true);
         } else if (k == "stream") {
-          r.string(val, np, nats.stream);
+          if (!val.IsString() || !is_stream_name(view(val))) {
+            r.expected(np, kStreamExpected, val);
+          } else {
+            nats.stream = std::string(view(val));
+          }
         } else if (k == "subject") {
-          r.string(val, np, nats.subject);
+          if (!val.IsString() || !is_literal_subject(view(val))) {
+            r.expected(np, kSubjectExpected, val);
+          } else {
+            nats.subject = std::string(view(val));
+          }
         } else if (k == "replicas") {
           r.integer(val, np, nats.replicas, 1, 5);
         } else if (k == "credentials_file") {
           r.optional_string(val, np, nats.credentials_file);
+        } else if (k == "duplicate_window_s") {
+          r.integer(val, np, nats.duplicate_window_s, kMinDuplicateWindowS, kMaxDuplicateWindowS);
+        } else if (k == "token_env") {
+          if (val.IsNull()) {
+            nats.token_env.clear();
+          } else {
+            r.env_name(val, np, nats.token_env);
+          }
         } else {
           return false;
         }
@@ -941,6 +980,70 @@ void apply_environment(const Environment& env, Config& config, std::vector<std::
       bad("FBR_JOURNAL_BACKEND", R"("sqlite" or "nats")", *v);
     }
   }
+  NatsJournal& nats = config.journal.nats;
+  if (auto v = get("FBR_JOURNAL_NATS_SERVERS")) {
+    // A URL may carry user:password: messages say what is wrong, never quote it.
+    std::vector<std::string> servers;
+    std::string_view rest = *v;
+    bool ok = true;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      const std::string_view server = trim(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      if (server.empty()) continue;
+      if (has_control(server) || server.find(' ') != std::string_view::npos) {
+        errors.emplace_back(
+            "FBR_JOURNAL_NATS_SERVERS: a server URL must not contain whitespace or control "
+            "characters");
+        ok = false;
+      } else {
+        servers.emplace_back(server);
+      }
+    }
+    if (ok && !servers.empty()) nats.servers = std::move(servers);
+  }
+  if (auto v = get("FBR_JOURNAL_NATS_STREAM")) {
+    if (is_stream_name(*v)) {
+      nats.stream = *v;
+    } else {
+      bad("FBR_JOURNAL_NATS_STREAM", kStreamExpected, *v);
+    }
+  }
+  if (auto v = get("FBR_JOURNAL_NATS_SUBJECT")) {
+    if (is_literal_subject(*v)) {
+      nats.subject = *v;
+    } else {
+      bad("FBR_JOURNAL_NATS_SUBJECT", kSubjectExpected, *v);
+    }
+  }
+  if (auto v = get("FBR_JOURNAL_NATS_REPLICAS")) {
+    const auto n = v->size() <= 2 ? parse_decimal(*v) : std::nullopt;
+    if (n && *n >= 1 && *n <= 5) {
+      nats.replicas = static_cast<int>(*n);
+    } else {
+      bad("FBR_JOURNAL_NATS_REPLICAS", "an integer from 1 to 5", *v);
+    }
+  }
+  text("FBR_JOURNAL_NATS_CREDENTIALS_FILE", nats.credentials_file);
+  if (auto v = get("FBR_JOURNAL_NATS_DUPLICATE_WINDOW_S")) {
+    const auto n = v->size() <= 10 ? parse_decimal(*v) : std::nullopt;
+    if (n && *n >= kMinDuplicateWindowS && *n <= kMaxDuplicateWindowS) {
+      nats.duplicate_window_s = static_cast<std::uint32_t>(*n);
+    } else {
+      bad("FBR_JOURNAL_NATS_DUPLICATE_WINDOW_S",
+          "an integer from " + std::to_string(kMinDuplicateWindowS) + " to " +
+              std::to_string(kMaxDuplicateWindowS),
+          *v);
+    }
+  }
+  if (auto v = get("FBR_JOURNAL_NATS_TOKEN_ENV")) {
+    if (is_env_name(*v)) {
+      nats.token_env = *v;
+    } else {
+      bad("FBR_JOURNAL_NATS_TOKEN_ENV", "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
+          *v);
+    }
+  }
 }
 
 /// Rules that span keys, checked on the effective config (file + environment), unless a
@@ -959,9 +1062,9 @@ void check_effective(const Config& config, std::vector<std::string>& errors) {
         "FBR_TLS_KEY_FILE)");
   }
   if (config.journal.backend == "nats" && config.journal.nats.servers.empty() &&
-      !reported(errors, "journal.nats.servers")) {
+      !reported(errors, "journal.nats.servers") && !reported(errors, "FBR_JOURNAL_NATS_SERVERS")) {
     errors.emplace_back(
-        R"(journal.nats.servers: at least one server is required when journal.backend is "nats")");
+        R"(journal.nats.servers: at least one server is required when journal.backend is "nats" (or FBR_JOURNAL_NATS_SERVERS))");
   }
 }
 
@@ -1265,6 +1368,10 @@ std::string to_redacted_json(const Config& config) {
   w.Int(config.journal.nats.replicas);
   key(w, "credentials_file");
   put_or_null(w, config.journal.nats.credentials_file);
+  key(w, "duplicate_window_s");
+  w.Uint(config.journal.nats.duplicate_window_s);
+  key(w, "token_env");  // the variable's name only, never its value
+  put_or_null(w, config.journal.nats.token_env);
   w.EndObject();
   w.EndObject();
 

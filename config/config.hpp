@@ -43,11 +43,15 @@ struct Limits {
 };
 
 struct NatsJournal {
-  std::vector<std::string> servers;
+  std::vector<std::string> servers;  ///< nats://[user:password@]host:port; tried in turn
   std::string stream = "FBR_EVENTS";
-  std::string subject = "fbr.events";
+  std::string subject =
+      "fbr.events";  ///< events; quarantine, dead letters, replays under "<subject>."
   int replicas = 1;
   std::string credentials_file;
+  /// JetStream's de-duplication window (Nats-Msg-Id = event key): longer than Redox retries.
+  std::uint32_t duplicate_window_s = 86'400;
+  std::string token_env;  ///< name of the variable holding a NATS auth token (read at start)
 };
 
 struct Journal {

@@ -89,7 +89,9 @@ TEST_CASE("config output: the defaults every key present 2-space pretty JSON") {
       "stream": "FBR_EVENTS",
       "subject": "fbr.events",
       "replicas": 1,
-      "credentials_file": null
+      "credentials_file": null,
+      "duplicate_window_s": 86400,
+      "token_env": null
     }
   },
   "dispatch": {

@@ -256,8 +256,9 @@ TEST_CASE("config: tls needs both files") {
 TEST_CASE("config: journal") {
   CHECK(error_of(R"({"journal": {"backend": "postgres"}})") ==
         R"(journal.backend: must be one of "sqlite", "nats", got "postgres")");
-  CHECK(error_of(R"({"journal": {"backend": "nats"}})") ==
-        R"(journal.nats.servers: at least one server is required when journal.backend is "nats")");
+  CHECK(
+      error_of(R"({"journal": {"backend": "nats"}})") ==
+      R"(journal.nats.servers: at least one server is required when journal.backend is "nats" (or FBR_JOURNAL_NATS_SERVERS))");
   CHECK(
       error_of(R"({"journal": {"nats": {"servers": [""]}}})") ==
       R"(journal.nats.servers[0]: must be a non-empty string without control characters, got "")");
@@ -267,10 +268,12 @@ TEST_CASE("config: journal") {
         "journal.nats.replicas: must be an integer from 1 to 5, got 0");
   CHECK(error_of(R"({"journal": {"nats": {"replicas": 7}}})") ==
         "journal.nats.replicas: must be an integer from 1 to 5, got 7");
-  CHECK(error_of(R"({"journal": {"nats": {"stream": ""}}})") ==
-        R"(journal.nats.stream: must be a non-empty string without control characters, got "")");
+  CHECK(
+      error_of(R"({"journal": {"nats": {"stream": ""}}})") ==
+      R"(journal.nats.stream: must be a JetStream stream name (no whitespace, '.', '*', '>', '/' or '\'), got "")");
   CHECK(error_of(R"({"journal": {"nats": {"subject": 1}}})") ==
-        "journal.nats.subject: must be a non-empty string without control characters, got 1");
+        "journal.nats.subject: must be a NATS subject without wildcards (tokens separated by '.', "
+        "no whitespace, '*' or '>'), got 1");
   // nats settings may sit there while the backend is sqlite.
   CHECK(parse_ok(R"({"journal": {"nats": {"servers": ["nats://a:4222"]}}})").journal.backend ==
         "sqlite");
