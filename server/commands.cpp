@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -22,6 +23,9 @@
 #include "server/live_config.hpp"
 #include "server/log.hpp"
 #include "server/metrics.hpp"
+#include "server/nats_dispatcher.hpp"
+#include "server/nats_events.hpp"
+#include "server/nats_store.hpp"
 
 namespace fbr::server {
 namespace {
@@ -49,7 +53,8 @@ std::string host_port(const config::Listen& listen) {
 /// SIGHUP: re-read the config file; apply tokens, handlers, invalid_payloads, log level and the
 /// TLS certificate; keep everything else (listen, path, data_dir, journal, limits) until a
 /// restart. An invalid new config changes nothing.
-void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatcher,
+void reload(const config::Config& startup, LiveConfig& live,
+            const std::function<std::optional<std::string>(const config::Config&)>& reload_handlers,
             HttpServer& server, Logger& log) {
   auto loaded = config::load_config(startup.source_file, config::process_environment());
   if (!loaded.ok()) {
@@ -71,6 +76,13 @@ void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatc
   keep(next.data_dir, startup.data_dir, "data_dir");
   keep(next.max_body_bytes, startup.max_body_bytes, "max_body_bytes");
   keep(next.journal.backend, startup.journal.backend, "journal");
+  keep(next.journal.nats.servers, startup.journal.nats.servers, "journal");
+  keep(next.journal.nats.stream, startup.journal.nats.stream, "journal");
+  keep(next.journal.nats.subject, startup.journal.nats.subject, "journal");
+  keep(next.journal.nats.replicas, startup.journal.nats.replicas, "journal");
+  keep(next.journal.nats.credentials_file, startup.journal.nats.credentials_file, "journal");
+  keep(next.journal.nats.duplicate_window_s, startup.journal.nats.duplicate_window_s, "journal");
+  keep(next.journal.nats.token_env, startup.journal.nats.token_env, "journal");
   keep(next.dispatch_concurrency, startup.dispatch_concurrency, "dispatch.concurrency");
   if (next.tls.enabled() != startup.tls.enabled()) {
     log.error("reload_refused",
@@ -81,7 +93,7 @@ void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatc
     log.error("reload_refused", log.fields().add("errors", *error));
     return;
   }
-  if (auto error = dispatcher.reload(next)) {
+  if (auto error = reload_handlers(next)) {
     log.error("reload_refused", log.fields().add("errors", *error));
     return;
   }
@@ -107,52 +119,71 @@ int serve(const config::Config& config) {
   ::umask(077);
   std::signal(SIGPIPE, SIG_IGN);
   Logger log(config.log);
-  if (config.journal.backend != "sqlite") {
-    // Refuse what is configured but not built, rather than silently serving without it.
-    std::cerr << "fhir-bulk-receiver: journal.backend: only \"sqlite\" is available in this "
-                 "version\n";
-    return kExitUsage;
-  }
-  Journal journal;
-  if (auto error = journal.open(config.data_dir)) {
-    log.error("start_failed", log.fields().add("error", *error));
-    std::cerr << "fhir-bulk-receiver: " << *error << "\n";
-    return kExitFailure;
-  }
-  if (!journal.unavailable_reason().empty()) {
-    // Serve anyway: answers are 503 (Redox retries) and /readyz says not ready until the disk
-    // is writable again; the journal reopens by itself.
-    log.error("journal_unavailable", log.fields().add("error", journal.unavailable_reason()));
+  auto fail = [&](const std::string& error, int status) {
+    log.error("start_failed", log.fields().add("error", error));
+    std::cerr << "fhir-bulk-receiver: " << error << "\n";
+    return status;
+  };
+  const bool nats = config.journal.backend == "nats";
+  std::unique_ptr<Journal> journal;
+  std::unique_ptr<NatsStore> nats_store;
+  EventStore* store = nullptr;
+  if (nats) {
+    nats_store = std::make_unique<NatsStore>(config.journal.nats, config.max_body_bytes, log);
+    if (auto error = nats_store->open()) return fail(*error, kExitUsage);
+    store = nats_store.get();
+  } else {
+    journal = std::make_unique<Journal>();
+    if (auto error = journal->open(config.data_dir)) return fail(*error, kExitFailure);
+    if (!journal->unavailable_reason().empty()) {
+      // Serve anyway: answers are 503 (Redox retries) and /readyz says not ready until the disk
+      // is writable again; the journal reopens by itself.
+      log.error("journal_unavailable", log.fields().add("error", journal->unavailable_reason()));
+    }
+    store = journal.get();
   }
   Metrics metrics;
   LiveConfig live(config);
-  HttpServer server(config, live, journal, metrics, log);
-  if (auto error = server.listen()) {
-    log.error("start_failed", log.fields().add("error", *error));
-    std::cerr << "fhir-bulk-receiver: " << *error << "\n";
-    return kExitUsage;
+  HttpServer server(config, live, *store, metrics, log);
+  if (auto error = server.listen()) return fail(*error, kExitUsage);
+  // Handlers run from the journal: the SQLite dispatcher's delivery rows, or the NATS
+  // dispatcher's durable consumers on the stream.
+  std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<NatsDispatcher> nats_dispatcher;
+  std::function<std::optional<std::string>(const config::Config&)> reload_handlers;
+  if (nats) {
+    nats_dispatcher = std::make_unique<NatsDispatcher>(config, metrics, log);
+    if (auto error = nats_dispatcher->start()) return fail(*error, kExitUsage);
+    reload_handlers = [&](const config::Config& next) { return nats_dispatcher->reload(next); };
+  } else {
+    dispatcher = std::make_unique<Dispatcher>(config, *journal, metrics, log);
+    if (auto error = dispatcher->start()) return fail(*error, kExitUsage);
+    reload_handlers = [&](const config::Config& next) { return dispatcher->reload(next); };
   }
-  Dispatcher dispatcher(config, journal, metrics, log);
-  if (auto error = dispatcher.start()) {
-    log.error("start_failed", log.fields().add("error", *error));
-    std::cerr << "fhir-bulk-receiver: " << *error << "\n";
-    return kExitUsage;
-  }
-  server.on_reload([&] { reload(config, live, dispatcher, server, log); });
+  server.on_reload([&] { reload(config, live, reload_handlers, server, log); });
   config::Listen bound = config.listen;
   bound.port = server.port();
-  log.info("listening", log.fields()
-                            .add("address", host_port(bound))
-                            .add("port", static_cast<int>(server.port()))
-                            .add("path", config.path)
-                            .add("data_dir", config.data_dir.string())
-                            .add("tls", config.tls.enabled())
-                            .add("handlers", static_cast<std::int64_t>(config.handlers.size()))
-                            .add("version", FBR_VERSION));
-  const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
+  auto fields = log.fields()
+                    .add("address", host_port(bound))
+                    .add("port", static_cast<int>(server.port()))
+                    .add("path", config.path)
+                    .add("journal", config.journal.backend);
+  if (nats) {
+    fields.add("stream", config.journal.nats.stream).add("subject", config.journal.nats.subject);
+  } else {
+    fields.add("data_dir", config.data_dir.string());
+  }
+  fields.add("tls", config.tls.enabled())
+      .add("handlers", static_cast<std::int64_t>(config.handlers.size()))
+      .add("version", FBR_VERSION);
+  log.info("listening", fields);
+  const unsigned threads = std::getenv("FBR_IO_THREADS")
+                               ? static_cast<unsigned>(std::atoi(std::getenv("FBR_IO_THREADS")))
+                               : std::max(2u, std::thread::hardware_concurrency());
   server.run(threads, std::chrono::seconds(10));
-  dispatcher.stop();
-  journal.stop();
+  if (dispatcher) dispatcher->stop();
+  if (nats_dispatcher) nats_dispatcher->stop();
+  store->stop();
   log.info("stopped", log.fields());
   return kExitOk;
 }
@@ -238,7 +269,8 @@ int send(const std::string& url, const std::string& token, const std::string& fi
 
 int events(const config::Config& config, const std::string& log_id, int limit, bool json) {
   std::string error;
-  auto rows = list_events(config.data_dir, log_id, limit, error);
+  auto rows = config.journal.backend == "nats" ? list_nats_events(config, log_id, limit, error)
+                                               : list_events(config.data_dir, log_id, limit, error);
   if (!error.empty()) {
     std::cerr << "fhir-bulk-receiver: " << error << "\n";
     return kExitFailure;
@@ -341,7 +373,9 @@ int replay(const config::Config& config, const std::string& log_id, const std::s
   for (const auto& h : config.handlers)
     configured.push_back(h.name);
   std::string error;
-  auto requeued = replay_deliveries(config.data_dir, log_id, handler, configured, error);
+  const bool nats = config.journal.backend == "nats";
+  auto requeued = nats ? replay_nats_event(config, log_id, handler, error)
+                       : replay_deliveries(config.data_dir, log_id, handler, configured, error);
   if (!error.empty()) {
     std::cerr << "fhir-bulk-receiver: " << error << "\n";
     return kExitFailure;
@@ -351,10 +385,17 @@ int replay(const config::Config& config, const std::string& log_id, const std::s
     return kExitFailure;
   }
   for (const auto& name : requeued) {
-    std::cout << "re-queued " << log_id << " for handler " << name << "\n";
+    if (nats) {
+      std::cout << "published " << log_id << " to " << config.journal.nats.subject << ".replay."
+                << name << " for handler " << name << "\n";
+    } else {
+      std::cout << "re-queued " << log_id << " for handler " << name << "\n";
+    }
   }
   std::cout
-      << "a running server picks them up within a second; otherwise they run at its next start\n";
+      << (nats ? "any running receiver's dispatcher picks them up from the stream\n"
+               : "a running server picks them up within a second; otherwise they run at its next "
+                 "start\n");
   return kExitOk;
 }
 
