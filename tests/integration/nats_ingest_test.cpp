@@ -191,6 +191,33 @@ TEST_CASE("nats ingest: started with NATS down it answers 503 then recovers by i
   CHECK(server.wait_for_log("nats_stream_ready"));
 }
 
+TEST_CASE("nats ingest: a stream deleted under a running receiver is created again") {
+  if (skip_without_nats()) return;
+  NatsCluster cluster;
+  TempDir dir;
+  Server server(dir, nats_config(cluster, dir));
+  REQUIRE_MESSAGE(wait_ready(server, 200), server.log_tail());
+  REQUIRE(http(server.port(), post_event(event_with_log_id(new_log_id()))).status == 200);
+  NatsProbe probe(cluster.urls());
+  REQUIRE(js_DeleteStream(probe.js(), kStream, nullptr, nullptr) == NATS_OK);
+  // The next publish finds no stream (503, never 200); the receiver ensures it again by itself.
+  const std::string log_id = new_log_id();
+  int status = 0;
+  const auto deadline = Clock::now() + 20s;
+  while (Clock::now() < deadline) {
+    auto response = http(server.port(), post_event(event_with_log_id(log_id)));
+    status = response.status;
+    CHECK_MESSAGE((status == 200 || status == 503), response.body);
+    if (status == 200) break;
+    CHECK(response.header("Retry-After").has_value());
+    std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(status == 200, server.log_tail());
+  auto messages = events_in(probe);
+  REQUIRE(messages.size() == 1);
+  CHECK(messages[0].headers["Nats-Msg-Id"] == log_id);
+}
+
 TEST_CASE("nats ingest: an invalid body is quarantined in the quarantine subject") {
   if (skip_without_nats()) return;
   NatsCluster cluster;
