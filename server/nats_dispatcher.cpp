@@ -412,8 +412,9 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
     {
       std::lock_guard lock(mutex_);
       for (auto& job : jobs) {
-        if (stopping_) {
-          natsMsg_Nak(job->msg, nullptr);  // fetched while stopping: another instance takes it
+        if (stopping_ || f.stop) {
+          // Fetched while stopping (or its handler was removed): straight back to the consumer.
+          natsMsg_Nak(job->msg, nullptr);
           continue;
         }
         ++outstanding_;

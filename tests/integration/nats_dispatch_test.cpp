@@ -114,6 +114,15 @@ std::vector<StreamMessage> dead_letters(NatsProbe& probe, const std::string& han
   return probe.messages(kStream, kSubject + ".dead." + handler);
 }
 
+/// Log lines with every needle, once at least `expected` are there or after 5 s (the service's
+/// log is buffered and flushed periodically).
+std::vector<std::string> log_lines_eventually(const Server& server,
+                                              const std::vector<std::string>& needles,
+                                              std::size_t expected) {
+  poll_until([&] { return log_lines_with(server, needles).size() >= expected; }, 5s);
+  return log_lines_with(server, needles);
+}
+
 std::size_t files_in(const fs::path& dir) {
   std::error_code ec;
   std::size_t n = 0;
@@ -150,7 +159,8 @@ TEST_CASE("nats dispatch: the file handler runs each event once and acks it") {
   for (const auto& [id, body] : bodies)
     CHECK(read_file(out / (id + ".json")) == body);
   // Exactly one attempt per event, each the first.
-  const auto lines = log_lines_with(server, {" delivery ", "handler=files ", "outcome=done"});
+  const auto lines =
+      log_lines_eventually(server, {" delivery ", "handler=files ", "outcome=done"}, 20);
   CHECK(lines.size() == 20);
   for (const auto& line : lines)
     CHECK(log_field(line, "attempt") == "1");
@@ -222,8 +232,8 @@ TEST_CASE("nats dispatch: failing exec and http handlers retry with back-off the
   CHECK(dead_letters(probe, "gone").front().headers["Fbr-Attempts"] == "1");
   CHECK(target.count("/down") == 2);
   CHECK(dead_letters(probe, "down").front().headers["Fbr-Attempts"] == "2");
-  CHECK(log_lines_with(server, {"delivery_dead", "handler=fail "}).size() == 1);
-  CHECK(log_lines_with(server, {"delivery_retry_scheduled", "handler=fail "}).size() == 2);
+  CHECK(log_lines_eventually(server, {"delivery_dead", "handler=fail "}, 1).size() == 1);
+  CHECK(log_lines_eventually(server, {"delivery_retry_scheduled", "handler=fail "}, 2).size() == 2);
 
   // Dead letters are terminated: nothing left pending on any consumer.
   for (const auto* c : {"fbr-fail", "fbr-gone", "fbr-down"}) {
@@ -265,7 +275,7 @@ TEST_CASE("nats dispatch: a handler the event does not list acks and skips it") 
   CHECK_FALSE(fs::exists(a / (only_b + ".json")));
   CHECK(fs::exists(b / (only_b + ".json")));
   CHECK_FALSE(fs::exists(b / (none + ".json")));
-  CHECK(log_lines_with(server, {" delivery ", "handler=a "}).size() == 1);
+  CHECK(log_lines_eventually(server, {" delivery ", "handler=a "}, 1).size() == 1);
 }
 
 TEST_CASE("nats dispatch: events posted over HTTP run the handlers their when selects") {
@@ -503,4 +513,48 @@ TEST_CASE("nats dispatch: a delivery cut by kill -9 runs again after AckWait") {
   INFO(consumer_text(probe, "fbr-slow"));
   REQUIRE(done);
   CHECK(file_lines(out)[0] == id + " 2");
+}
+
+TEST_CASE("nats dispatch: SIGHUP adds and removes handlers and keeps removed consumers") {
+  SKIP_WITHOUT_NATS();
+  NatsCluster cluster(1);
+  TempDir dir;
+  const fs::path a = dir.path() / "a";
+  const fs::path b = dir.path() / "b";
+  auto file = [](const std::string& name, const fs::path& d) {
+    return R"({"name": )" + json_string(name) + R"(, "type": "file", "dir": )" +
+           json_string(d.string()) + "}";
+  };
+  Server server(dir, nats_server(cluster, handlers({file("a", a)})));
+  wait_consumer_ready(server, "fbr-a");
+  NatsProbe probe(cluster.urls());
+  // Add b: its consumers are created and it runs the events that list it.
+  write_file(
+      server.config_path(),
+      config_json(nats_server(cluster, handlers({file("a", a), file("b", b)})), server.data_dir()));
+  REQUIRE(::kill(server.pid(), SIGHUP) == 0);
+  wait_consumer_ready(server, "fbr-b");
+  const auto first = new_log_id();
+  publish_event(probe, first, "a,b");
+  REQUIRE(poll_until([&] { return files_in(a) == 1 && files_in(b) == 1; }, 20s));
+  // Remove a: its fetch loops stop; its durable consumer stays, with the new event kept for it
+  // (pending, or nak'ed back by a fetch that was under way when the loop was told to stop).
+  write_file(server.config_path(),
+             config_json(nats_server(cluster, handlers({file("b", b)})), server.data_dir()));
+  REQUIRE(::kill(server.pid(), SIGHUP) == 0);
+  REQUIRE(server.wait_for_line({"dispatcher_consumer_stopped", "consumer=fbr-a-replay"}, 10s));
+  CHECK(log_lines_eventually(server, {"dispatcher_consumer_stopped", "handler=a "}, 2).size() == 2);
+  const auto second = new_log_id();
+  publish_event(probe, second, "a,b");
+  const bool waiting = poll_until(
+      [&] {
+        const auto st = probe.consumer(kStream, "fbr-a");
+        return files_in(b) == 2 && drained(probe, "fbr-b") && st &&
+               st->num_pending + static_cast<std::uint64_t>(st->num_ack_pending) == 1;
+      },
+      20s);
+  INFO(server.log_tail());
+  INFO(consumer_text(probe, "fbr-a"));
+  REQUIRE(waiting);
+  CHECK(files_in(a) == 1);
 }
