@@ -351,14 +351,23 @@ TEST_CASE("handler: file_stem keeps safe Log IDs and hashes anything else") {
   CHECK(file_stem(std::string(300, 'a')).starts_with("sha256-"));
 }
 
-TEST_CASE("handler: make_handler refuses types that are not built yet") {
+TEST_CASE("handler: make_handler builds a nats handler that retries while NATS is unreachable") {
   TestLog log;
   fbr::config::Handler h;
   h.name = "broker";
   h.type = "nats";
-  h.settings = fbr::config::NatsHandler{};
-  CHECK_THROWS_WITH(make_handler(h, "/tmp", log.logger),
-                    "handler broker: type nats is not available yet");
+  fbr::config::NatsHandler settings;
+  settings.servers = {"nats://127.0.0.1:1"};  // nothing listens there
+  settings.subject = "out.events";
+  h.settings = settings;
+  const auto started = Clock::now();
+  auto handler = make_handler(h, "/tmp", log.logger);  // connects in the background
+  REQUIRE(handler != nullptr);
+  const Delivery d{"key-1", "key-1", "attempt-1", 200, "{}", 1};
+  const Outcome o = handler->deliver(d);
+  CHECK(o.kind == Outcome::Kind::kRetry);
+  CHECK(o.message.find("not connected to NATS") != std::string::npos);
+  CHECK(Clock::now() - started < std::chrono::seconds(5));
 }
 
 TEST_CASE("handler: make_handler builds a download handler") {
