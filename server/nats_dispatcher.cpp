@@ -199,6 +199,13 @@ std::optional<std::string> NatsDispatcher::start() {
   nats::Options options;
   options.servers = nats.servers;
   options.credentials_file = nats.credentials_file;
+  if (!nats.token_env.empty()) {
+    const char* token = std::getenv(nats.token_env.c_str());
+    if (token == nullptr || *token == '\0') {
+      return "journal.nats.token_env: the variable " + nats.token_env + " is not set";
+    }
+    options.token = token;
+  }
   options.name = "fhir-bulk-receiver dispatcher";
   std::string error;
   connection_ = nats::Connection::open(options, error);
