@@ -188,6 +188,7 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
   std::set<std::pair<std::string, std::string>> dead_keys;
   std::set<std::pair<std::string, std::uint64_t>> dead_seqs;
   std::map<std::pair<std::string, std::string>, std::string> dead_errors;
+  std::map<std::pair<std::string, std::string>, int> dead_attempts;
   const std::string dead_prefix = nats.subject + ".dead.";
   if (!found->empty()) {
     const bool ok = scan(
@@ -202,6 +203,11 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
           dead_keys.emplace(handler, key);
           std::string last_error = header(msg, "Fbr-Error");
           if (!last_error.empty()) dead_errors[{handler, key}] = last_error;
+          try {
+            const std::string attempts = header(msg, "Fbr-Attempts");
+            if (!attempts.empty()) dead_attempts[{handler, key}] = std::stoi(attempts);
+          } catch (const std::exception&) {
+          }
           try {
             const std::string seq = header(msg, kStreamSeq);
             if (!seq.empty()) dead_seqs.emplace(handler, std::stoull(seq));
@@ -239,6 +245,8 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
         d.state = "dead";
         if (auto e = dead_errors.find({handler, f.row.key}); e != dead_errors.end())
           d.last_error = e->second;
+        if (auto a = dead_attempts.find({handler, f.row.key}); a != dead_attempts.end())
+          d.attempts = a->second;
       } else if (floor && *floor >= f.sequence) {
         d.state = "done";
       } else {

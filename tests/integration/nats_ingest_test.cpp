@@ -314,6 +314,45 @@ TEST_CASE("nats ingest: events and replay CLI read and republish from the stream
   CHECK(down.err.find("cannot connect to NATS") != std::string::npos);
 }
 
+TEST_CASE("nats ingest: events shows done and dead deliveries from consumers and dead letters") {
+  if (skip_without_nats()) return;
+  NatsCluster cluster;
+  TempDir dir;
+  ServerConfig config;
+  config.extra_members = R"("journal": {"backend": "nats", "nats": {"servers": )" +
+                         cluster.servers_json() + R"(, "stream": ")" + kStream +
+                         R"(", "subject": ")" + kSubject + R"("}},
+    "handlers": [{"name": "archive", "type": "file", "dir": ")" +
+                         (dir.path() / "out").string() + R"("},
+                 {"name": "broken", "type": "exec", "command": ["/bin/false"],
+                  "retry": {"max_attempts": 1}}])";
+  Server server(dir, config);
+  REQUIRE_MESSAGE(wait_ready(server, 200), server.log_tail());
+  const std::string log_id = new_log_id();
+  REQUIRE(http(server.port(), post_event(event_with_log_id(log_id))).status == 200);
+  const std::string file = server.config_path().string();
+  std::string archive, broken, last_error, out;
+  const auto deadline = Clock::now() + 30s;
+  while (Clock::now() < deadline) {
+    auto listed = run_cli({"events", "--config", file, "--log-id", log_id, "--json"});
+    REQUIRE_MESSAGE(listed.exit_code == 0, listed.output());
+    out = listed.out;
+    auto rows = parse_json(listed.out);
+    REQUIRE(rows.IsArray());
+    REQUIRE(rows.Size() == 1);
+    archive = json_str(rows, "/0/deliveries/0/state");
+    broken = json_str(rows, "/0/deliveries/1/state");
+    last_error = json_str(rows, "/0/deliveries/1/lastError");
+    if (archive == "done" && broken == "dead") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  INFO(out);
+  INFO(server.log_tail());
+  CHECK(archive == "done");
+  CHECK(broken == "dead");
+  CHECK_FALSE(last_error.empty());
+}
+
 TEST_CASE("nats ingest: a token from token_env authenticates and is never shown or logged") {
   if (skip_without_nats()) return;
   TempDir nats_dir;
