@@ -70,6 +70,7 @@ class HttpServer {
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
   std::uint16_t port_ = 0;
+  unsigned threads_ = 1;  // threads running ioc_ (set by run)
 };
 
 }  // namespace fbr::server

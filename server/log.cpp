@@ -1,8 +1,9 @@
 #include "server/log.hpp"
 
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <cstdio>
+#include <mutex>
 
 #include "core/text.hpp"
 
@@ -16,6 +17,18 @@ bool needs_quotes(std::string_view v) {
   }
   return false;
 }
+
+/// Standard output through stdio's buffer: spdlog's stdout sink flushes (a write call) per line;
+/// this one writes when the buffer is full or when flushed.
+class BufferedStdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    std::fwrite(formatted.data(), 1, formatted.size(), stdout);
+  }
+  void flush_() override { std::fflush(stdout); }
+};
 
 }  // namespace
 
@@ -69,8 +82,29 @@ Fields& Fields::add(std::string_view k, bool value) {
   return *this;
 }
 
-Logger::Logger(const config::Log& log)
-    : Logger(log, std::make_shared<spdlog::sinks::stdout_sink_mt>()) {}
+Logger::Logger(const config::Log& log) : Logger(log, std::make_shared<BufferedStdoutSink>()) {
+  logger_->flush_on(spdlog::level::warn);
+  flusher_ = std::thread([this] { flush_periodically(); });
+}
+
+Logger::~Logger() {
+  if (flusher_.joinable()) {
+    {
+      std::lock_guard lock(flusher_mutex_);
+      stopping_ = true;
+    }
+    flusher_wake_.notify_one();
+    flusher_.join();
+  }
+  logger_->flush();
+}
+
+void Logger::flush_periodically() {
+  std::unique_lock lock(flusher_mutex_);
+  while (!flusher_wake_.wait_for(lock, kFlushInterval, [this] { return stopping_; })) {
+    logger_->flush();
+  }
+}
 
 Logger::Logger(const config::Log& log, spdlog::sink_ptr sink)
     : format_(log.format), logger_(std::make_shared<spdlog::logger>("fbr", std::move(sink))) {

@@ -3,10 +3,14 @@
 // `msg key=value ...` (text) or as one JSON object per line (json). Injected, never global.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "config/config.hpp"
 
@@ -36,10 +40,17 @@ class Fields {
 
 class Logger {
  public:
-  /// Writes to standard output (the container way); level and format from the config.
+  /// Writes to standard output (the container way); level and format from the config. Lines
+  /// are buffered and written at most kFlushInterval late (warnings and errors at once): a write
+  /// per line was two system calls per request.
   explicit Logger(const config::Log& log);
-  /// A logger writing to the given sink (tests).
+  /// A logger writing to the given sink, each line flushed at once (tests).
   Logger(const config::Log& log, spdlog::sink_ptr sink);
+  ~Logger();
+  Logger(const Logger&) = delete;
+  Logger& operator=(const Logger&) = delete;
+
+  static constexpr std::chrono::milliseconds kFlushInterval{100};
 
   [[nodiscard]] Fields fields() const { return Fields(format_); }
   void log(spdlog::level::level_enum level, std::string_view msg, const Fields& fields) const;
@@ -55,8 +66,14 @@ class Logger {
   void set_level(const std::string& level) { logger_->set_level(spdlog::level::from_str(level)); }
 
  private:
+  void flush_periodically();
+
   config::LogFormat format_;
   std::shared_ptr<spdlog::logger> logger_;
+  std::mutex flusher_mutex_;
+  std::condition_variable flusher_wake_;
+  bool stopping_ = false;
+  std::thread flusher_;  // only for standard output
 };
 
 }  // namespace fbr::server
