@@ -53,7 +53,7 @@ cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  [ -n "${BENCH_KEEP:-}" ] && log "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -101,7 +101,7 @@ done
 for i in 0 1 2; do
   routes=""
   for j in 0 1 2; do
-    ((j == i)) || routes="$routes nats-route://127.0.0.1:${RPORT[j]}"
+    ((j == i)) || routes="$routes${routes:+, }nats-route://127.0.0.1:${RPORT[j]}"
   done
   start_nats "node$i" "${CPORT[i]}" "${MPORT[i]}" "${RPORT[i]}" "$routes"
 done
@@ -144,12 +144,11 @@ start_receiver nats_r3 '{"backend": "nats", "nats": {"servers": ["nats://127.0.0
 RUN_BASE=$((RANDOM % 0x7fff))
 RUN_INDEX=0
 declare -A REQUESTS ERRORS RPS_SUM P50_MAX P99_MAX N
-wrk_run() { # wrk_run NAME URL CONNECTIONS SECONDS -> the BENCH line on stdout
+wrk_run() { # wrk_run NAME URL CONNECTIONS SECONDS RUN_INDEX -> the BENCH line on stdout
   local threads=2
   (($3 < threads)) && threads=$3
-  RUN_INDEX=$((RUN_INDEX + 1))
   wrk -t "$threads" -c "$3" -d "$4s" --timeout 5s -s "$LUA" "$2" \
-    -- "$EVENT" "$TOKEN" "$(printf '%04x%04x' "$RUN_BASE" "$RUN_INDEX")" >"$WORK/wrk.out" ||
+    -- "$EVENT" "$TOKEN" "$(printf '%04x%04x' "$RUN_BASE" "$5")" >"$WORK/wrk.out" ||
     die "wrk failed against $1: $(cat "$WORK/wrk.out")"
   grep '^BENCH ' "$WORK/wrk.out" || die "no BENCH line from wrk: $(cat "$WORK/wrk.out")"
 }
@@ -157,7 +156,8 @@ field() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" <<<"$1"; }
 BACKENDS=(sqlite nats_r1 nats_r3)
 for b in "${BACKENDS[@]}"; do
   log "warm-up $b: ${WARMUP}s at 32 connections"
-  line=$(wrk_run "$b" "${URL[$b]}" 32 "$WARMUP")
+  RUN_INDEX=$((RUN_INDEX + 1)) # each run its own run ID, so no run repeats another's Log IDs
+  line=$(wrk_run "$b" "${URL[$b]}" 32 "$WARMUP" "$RUN_INDEX")
   REQUESTS[$b]=$(field "$line" requests)
   ERRORS[$b]=$(field "$line" status_errors)
 done
@@ -165,7 +165,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for c in 1 32; do
     for b in "${BACKENDS[@]}"; do
       log "round $round: $b, $c connections, ${DURATION}s"
-      line=$(wrk_run "$b" "${URL[$b]}" "$c" "$DURATION")
+      RUN_INDEX=$((RUN_INDEX + 1))
+      line=$(wrk_run "$b" "${URL[$b]}" "$c" "$DURATION" "$RUN_INDEX")
       key="${b}_$c"
       REQUESTS[$b]=$((REQUESTS[$b] + $(field "$line" requests)))
       ERRORS[$b]=$((ERRORS[$b] + $(field "$line" status_errors)))
