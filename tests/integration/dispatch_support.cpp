@@ -414,15 +414,20 @@ std::vector<std::string> file_lines(const fs::path& file) {
 }
 
 std::vector<std::string> log_lines_with(const Server& server,
-                                        const std::vector<std::string>& needles) {
-  std::vector<std::string> out;
-  for (auto& line : server.log_lines()) {
-    if (std::ranges::all_of(
-            needles, [&](const std::string& n) { return line.find(n) != std::string::npos; })) {
-      out.push_back(std::move(line));
+                                        const std::vector<std::string>& needles,
+                                        std::size_t expected) {
+  auto matching = [&] {
+    std::vector<std::string> out;
+    for (auto& line : server.log_lines()) {
+      if (std::ranges::all_of(
+              needles, [&](const std::string& n) { return line.find(n) != std::string::npos; })) {
+        out.push_back(std::move(line));
+      }
     }
-  }
-  return out;
+    return out;
+  };
+  if (expected > 0) poll_until([&] { return matching().size() >= expected; }, 5s);
+  return matching();
 }
 
 std::optional<std::string> log_field(std::string_view line, std::string_view key) {

@@ -138,9 +138,12 @@ bool wait_all_done(const Server& server, long long expected, std::chrono::millis
 /// The lines of a file (no trailing empty line); empty when it does not exist.
 std::vector<std::string> file_lines(const std::filesystem::path& file);
 
-/// Lines of the server log that contain every one of `needles`.
+/// Lines of the server log that contain every one of `needles`. With `expected` > 0, first waits
+/// (up to 5 s) until at least that many are there: the service writes its log through a buffer
+/// flushed every 100 ms, so a line may land a moment after the state it reports is visible.
 std::vector<std::string> log_lines_with(const Server& server,
-                                        const std::vector<std::string>& needles);
+                                        const std::vector<std::string>& needles,
+                                        std::size_t expected = 0);
 
 /// The value of `key=` in a text-format log line (up to the next space; quotes stripped).
 std::optional<std::string> log_field(std::string_view line, std::string_view key);

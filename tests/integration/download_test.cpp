@@ -424,7 +424,8 @@ TEST_CASE("download: 503 then 200 is retried honouring Retry-After and done") {
   CHECK(retried.attempts == 2);
   CHECK(files.count("/later/Encounter.ndjson") == 2);
   CHECK(read_file(downloads / later / "Encounter.1.ndjson") == body);
-  CHECK_FALSE(log_lines_with(server, {"outcome=retry", later, "retry_after_ms=3600000"}).empty());
+  CHECK_FALSE(
+      log_lines_with(server, {"outcome=retry", later, "retry_after_ms=3600000"}, 1).empty());
   // The refused try is in log.ndjson as bulk-data-client logs it.
   bool logged = false;
   for (const auto& [id, detail] : export_log(downloads / later / "log.ndjson")) {
@@ -461,8 +462,10 @@ TEST_CASE("download: a transfer cut in the middle resumes with Range and is byte
   CHECK(ranged[1].header("Range") == "bytes=" + std::to_string(plain.size() / 2) + "-");
   CHECK(ranged[1].header("If-Range").has_value());
   CHECK(read_file(downloads / log_id / "Observation.1.ndjson") == plain);
-  CHECK_FALSE(log_lines_with(server, {"download_file", "Observation.1.ndjson",
-                                      "resumed_from=" + std::to_string(plain.size() / 2)})
+  CHECK_FALSE(log_lines_with(server,
+                             {"download_file", "Observation.1.ndjson",
+                              "resumed_from=" + std::to_string(plain.size() / 2)},
+                             1)
                   .empty());
 
   // No range support: the whole file again.
@@ -650,5 +653,5 @@ TEST_CASE("download: status 202 events are done without downloading anything") {
   const DeliveryInfo done = wait_state(server, log_id, "fetch", "done");
   CHECK(done.attempts == 1);
   CHECK_FALSE(fs::exists(downloads / log_id));
-  CHECK_FALSE(log_lines_with(server, {"download_skipped", log_id, "status=202"}).empty());
+  CHECK_FALSE(log_lines_with(server, {"download_skipped", log_id, "status=202"}, 1).empty());
 }

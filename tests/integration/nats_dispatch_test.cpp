@@ -114,15 +114,6 @@ std::vector<StreamMessage> dead_letters(NatsProbe& probe, const std::string& han
   return probe.messages(kStream, kSubject + ".dead." + handler);
 }
 
-/// Log lines with every needle, once at least `expected` are there or after 5 s (the service's
-/// log is buffered and flushed periodically).
-std::vector<std::string> log_lines_eventually(const Server& server,
-                                              const std::vector<std::string>& needles,
-                                              std::size_t expected) {
-  poll_until([&] { return log_lines_with(server, needles).size() >= expected; }, 5s);
-  return log_lines_with(server, needles);
-}
-
 std::size_t files_in(const fs::path& dir) {
   std::error_code ec;
   std::size_t n = 0;
@@ -159,8 +150,7 @@ TEST_CASE("nats dispatch: the file handler runs each event once and acks it") {
   for (const auto& [id, body] : bodies)
     CHECK(read_file(out / (id + ".json")) == body);
   // Exactly one attempt per event, each the first.
-  const auto lines =
-      log_lines_eventually(server, {" delivery ", "handler=files ", "outcome=done"}, 20);
+  const auto lines = log_lines_with(server, {" delivery ", "handler=files ", "outcome=done"}, 20);
   CHECK(lines.size() == 20);
   for (const auto& line : lines)
     CHECK(log_field(line, "attempt") == "1");
@@ -232,8 +222,8 @@ TEST_CASE("nats dispatch: failing exec and http handlers retry with back-off the
   CHECK(dead_letters(probe, "gone").front().headers["Fbr-Attempts"] == "1");
   CHECK(target.count("/down") == 2);
   CHECK(dead_letters(probe, "down").front().headers["Fbr-Attempts"] == "2");
-  CHECK(log_lines_eventually(server, {"delivery_dead", "handler=fail "}, 1).size() == 1);
-  CHECK(log_lines_eventually(server, {"delivery_retry_scheduled", "handler=fail "}, 2).size() == 2);
+  CHECK(log_lines_with(server, {"delivery_dead", "handler=fail "}, 1).size() == 1);
+  CHECK(log_lines_with(server, {"delivery_retry_scheduled", "handler=fail "}, 2).size() == 2);
 
   // Dead letters are terminated: nothing left pending on any consumer.
   for (const auto* c : {"fbr-fail", "fbr-gone", "fbr-down"}) {
@@ -275,7 +265,7 @@ TEST_CASE("nats dispatch: a handler the event does not list acks and skips it") 
   CHECK_FALSE(fs::exists(a / (only_b + ".json")));
   CHECK(fs::exists(b / (only_b + ".json")));
   CHECK_FALSE(fs::exists(b / (none + ".json")));
-  CHECK(log_lines_eventually(server, {" delivery ", "handler=a "}, 1).size() == 1);
+  CHECK(log_lines_with(server, {" delivery ", "handler=a "}, 1).size() == 1);
 }
 
 TEST_CASE("nats dispatch: events posted over HTTP run the handlers their when selects") {
@@ -543,7 +533,7 @@ TEST_CASE("nats dispatch: SIGHUP adds and removes handlers and keeps removed con
              config_json(nats_server(cluster, handlers({file("b", b)})), server.data_dir()));
   REQUIRE(::kill(server.pid(), SIGHUP) == 0);
   REQUIRE(server.wait_for_line({"dispatcher_consumer_stopped", "consumer=fbr-a-replay"}, 10s));
-  CHECK(log_lines_eventually(server, {"dispatcher_consumer_stopped", "handler=a "}, 2).size() == 2);
+  CHECK(log_lines_with(server, {"dispatcher_consumer_stopped", "handler=a "}, 2).size() == 2);
   const auto second = new_log_id();
   publish_event(probe, second, "a,b");
   const bool waiting = poll_until(

@@ -210,7 +210,7 @@ TEST_CASE("config examples: minimal.json loads with the token from the environme
 }
 
 TEST_CASE("config examples: each handler example loads") {
-  for (const char* name : {"file.json", "exec.json", "http.json"}) {
+  for (const char* name : {"file.json", "exec.json", "http.json", "download.json", "nats.json"}) {
     CAPTURE(name);
     const LoadResult r =
         load_config(kConfigDir + "/examples/" + name, {{"FBR_VERIFICATION_TOKEN", "t1"}});
