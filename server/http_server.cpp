@@ -183,6 +183,9 @@ std::optional<std::string> HttpServer::listen() {
 
 void HttpServer::run(unsigned threads, milliseconds drain) {
   threads_ = std::max(1u, threads);
+  // Whatever start-up logged (the port announcement that scripts and tests wait for) is written
+  // now, not at the next periodic flush.
+  log_.flush();
   asio::co_spawn(acceptor_->get_executor(), accept_loop(), asio::detached);
   asio::signal_set signals(ioc_, SIGINT, SIGTERM);
   signals.async_wait([this, drain](beast::error_code ec, int signal) {
