@@ -24,6 +24,9 @@ bool is_fhir_resource_type(std::string_view s);
 /// An absolute http:// or https:// URL with a non-empty host and no whitespace or control chars.
 bool is_absolute_http_url(std::string_view s);
 
+/// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
+std::string_view trim_blanks(std::string_view s);
+
 /// Escapes a string for inclusion inside JSON double quotes (", \, control characters).
 std::string json_escape(std::string_view s);
 

@@ -7,7 +7,9 @@
 #include <stdexcept>
 #include <utility>
 
+#include "core/text.hpp"
 #include "server/dispatcher.hpp"
+#include "server/nats_store.hpp"
 
 namespace fbr::server {
 namespace {
@@ -34,25 +36,10 @@ std::string header(natsMsg* msg, const char* name) {
   return value;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 std::string nats_consumer_name(std::string_view handler, bool replay) {
-  std::string name = "fbr-";
-  for (const char c : handler) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-';
-    name += ok ? c : '_';
-  }
-  if (replay) name += "-replay";
-  return name;
+  return nats_names::consumer_name(handler) + (replay ? "-replay" : "");
 }
 
 std::string nats_replay_subject(std::string_view subject, std::string_view handler) {
@@ -68,13 +55,8 @@ milliseconds nats_ack_wait(const core::RetryPolicy& policy) {
 }
 
 bool lists_handler(std::string_view handlers, std::string_view handler) {
-  while (!handlers.empty()) {
-    const auto comma = handlers.find(',');
-    if (trim(handlers.substr(0, comma)) == handler) return true;
-    if (comma == std::string_view::npos) break;
-    handlers.remove_prefix(comma + 1);
-  }
-  return false;
+  const auto names = nats_names::split_handlers(handlers);
+  return std::ranges::find(names, handler) != names.end();
 }
 
 NatsEventHeaders read_event_headers(natsMsg* msg) {
@@ -91,13 +73,6 @@ NatsEventHeaders read_event_headers(natsMsg* msg) {
   const auto [end, ec] = std::from_chars(status.data(), status.data() + status.size(), value);
   if (ec == std::errc() && end == status.data() + status.size()) h.status = value;
   return h;
-}
-
-std::string header_value(std::string_view text, std::size_t max) {
-  std::string out(text.substr(0, max));
-  std::replace(out.begin(), out.end(), '\r', ' ');
-  std::replace(out.begin(), out.end(), '\n', ' ');
-  return out;
 }
 
 NatsDecision nats_decision(int attempt, const Outcome& outcome, const core::RetryPolicy& policy,
@@ -574,7 +549,7 @@ void NatsDispatcher::dead_letter(Job& job, const std::string& error, int attempt
   m.headers.emplace_back("Fbr-Stream-Seq", job.headers.replay_of.empty()
                                                ? std::to_string(job.sequence)
                                                : job.headers.replay_of);
-  m.headers.emplace_back("Fbr-Error", header_value(error));
+  m.headers.emplace_back("Fbr-Error", nats_names::header_value(error, 1024));
   m.headers.emplace_back("Fbr-Attempts", std::to_string(attempts));
   const auto result =
       nats::publish_sync(*connection_, m, kPublishTimeoutMs, config_.journal.nats.stream);

@@ -70,9 +70,6 @@ struct NatsEventHeaders {
 /// Reads the headers of a message received from the journal stream.
 NatsEventHeaders read_event_headers(natsMsg* msg);
 
-/// A header value NATS can carry: CR and LF become spaces, at most `max` bytes.
-std::string header_value(std::string_view text, std::size_t max = 1024);
-
 /// What a worker does with a message after an attempt (pure: retry arithmetic from core).
 struct NatsDecision {
   enum class Kind { kAck, kNak, kDead };

@@ -66,9 +66,9 @@ std::string msg_id_for(std::string_view key) {
   return "sha256:" + core::sha256_hex(key);
 }
 
-std::string header_value(std::string_view value) {
-  std::string out(value);
-  std::replace_if(out.begin(), out.end(), is_control, '?');
+std::string header_value(std::string_view value, std::size_t max) {
+  std::string out(value.substr(0, max));
+  std::replace_if(out.begin(), out.end(), is_control, ' ');
   return out;
 }
 
@@ -76,11 +76,7 @@ std::vector<std::string> split_handlers(std::string_view value) {
   std::vector<std::string> out;
   while (!value.empty()) {
     const auto comma = value.find(',');
-    std::string_view item = value.substr(0, comma);
-    while (!item.empty() && item.front() == ' ')
-      item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ')
-      item.remove_suffix(1);
+    const std::string_view item = core::trim_blanks(value.substr(0, comma));
     if (!item.empty()) out.emplace_back(item);
     value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
   }

@@ -81,8 +81,9 @@ std::string replay_subject(const config::NatsJournal& config, std::string_view h
 /// The Nats-Msg-Id of an event: its key, or sha256:<hex of the key> for a key that is not a
 /// clean header value (control characters, or longer than 512 bytes).
 std::string msg_id_for(std::string_view key);
-/// A header value on one line: control characters replaced by '?'.
-std::string header_value(std::string_view value);
+/// A header value on one line: control characters (CR, LF, ...) replaced by spaces, at most `max`
+/// bytes.
+std::string header_value(std::string_view value, std::size_t max = std::string_view::npos);
 /// Fbr-Handlers split at commas (empty items dropped).
 std::vector<std::string> split_handlers(std::string_view value);
 }  // namespace nats_names

@@ -26,14 +26,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 /// Awaits the journal's commit without blocking the io_context: the writer thread posts the
 /// result back to the session's executor.
 template <class CompletionToken>
@@ -61,19 +53,19 @@ Reply json_ok(std::string body) {
 
 std::string header_token(const Request& request) {
   if (auto it = request.find("verification-token"); it != request.end()) {
-    return std::string(trim(it->value()));
+    return std::string(core::trim_blanks(it->value()));
   }
   if (auto it = request.find(http::field::authorization); it != request.end()) {
-    std::string_view value = trim(it->value());
+    std::string_view value = core::trim_blanks(it->value());
     if (value.size() > 7 && lower(value.substr(0, 7)) == "bearer ") {
-      return std::string(trim(value.substr(7)));
+      return std::string(core::trim_blanks(value.substr(7)));
     }
   }
   return {};
 }
 
 bool is_json_content_type(std::string_view content_type) {
-  std::string media = lower(trim(content_type.substr(0, content_type.find(';'))));
+  std::string media = lower(core::trim_blanks(content_type.substr(0, content_type.find(';'))));
   if (media.empty()) return true;
   return media == "application/json" || media == "application/fhir+json" ||
          (media.size() > 5 && media.ends_with("+json"));

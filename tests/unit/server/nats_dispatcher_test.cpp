@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "server/nats_store.hpp"
+
 using namespace fbr::server;
 using std::chrono::milliseconds;
 
@@ -96,9 +98,10 @@ TEST_CASE("nats dispatch: missing or malformed headers read as empty") {
 }
 
 TEST_CASE("nats dispatch: header values lose line breaks and are bounded") {
-  CHECK(header_value("exit status 1\nstderr: boom\r\n") == "exit status 1 stderr: boom  ");
-  CHECK(header_value(std::string(5000, 'x')).size() == 1024);
-  CHECK(header_value("abc", 2) == "ab");
+  CHECK(nats_names::header_value("exit status 1\nstderr: boom\r\n", 1024) ==
+        "exit status 1 stderr: boom  ");
+  CHECK(nats_names::header_value(std::string(5000, 'x'), 1024).size() == 1024);
+  CHECK(nats_names::header_value("abc", 2) == "ab");
 }
 
 TEST_CASE("nats dispatch: done acks and a permanent failure is dead at once") {
