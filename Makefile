@@ -88,4 +88,4 @@ fuzz:
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS)
-	@ctest --preset tsan -j 2 -R "journal|dispatch|connections|durability|hardening"
+	@ctest --preset tsan -j 2 -R "journal|dispatch|connections|durability|hardening|nats|scale-out"
