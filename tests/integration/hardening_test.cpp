@@ -503,10 +503,12 @@ TEST_CASE("hardening: SIGTERM under a load of 32 connections - every 200 is jour
     std::vector<std::vector<std::string>> got_200(kClients);
     std::vector<int> other(kClients, 0);
     std::vector<std::thread> clients;
+    // Read once here: terminate() below resets the Server's port while late clients may start.
+    const unsigned short port = server.port();
     for (int c = 0; c < kClients; ++c) {
       clients.emplace_back([&, c] {
         try {
-          HttpConnection connection(server.port());
+          HttpConnection connection(port);
           for (;;) {
             const std::string id = new_log_id();
             const auto r = connection.send(post_event(event_with_log_id(id)), 15s);
