@@ -61,14 +61,9 @@ Dispatcher::~Dispatcher() {
 
 std::optional<std::string> Dispatcher::build(const config::Config& config, Routes& routes,
                                              std::string& names_json) const {
+  if (auto error = build_routes(config, log_, routes)) return error;
   names_json = "[";
   for (const auto& h : config.handlers) {
-    try {
-      routes[h.name] = std::make_shared<Route>(
-          Route{make_handler(h, config_.data_dir, log_), h.retry.value_or(config.retry)});
-    } catch (const std::exception& e) {
-      return std::string(e.what());
-    }
     names_json += (names_json.size() > 1 ? ",\"" : "\"") + core::json_escape(h.name) + "\"";
   }
   names_json += "]";

@@ -49,11 +49,6 @@ class Dispatcher {
   void stop();
 
  private:
-  struct Route {
-    std::unique_ptr<Handler> handler;
-    core::RetryPolicy retry;
-  };
-  using Routes = std::map<std::string, std::shared_ptr<Route>>;
   /// Builds the handlers of `config`; error message (naming the handler) or nullopt.
   std::optional<std::string> build(const config::Config& config, Routes& routes,
                                    std::string& names_json) const;

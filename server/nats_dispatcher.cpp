@@ -156,14 +156,8 @@ std::optional<std::string> NatsDispatcher::build(const config::Config& config,
       return "handlers " + it->second + " and " + h.name + " would share the NATS consumer " +
              consumer + ": rename one";
     }
-    try {
-      routes[h.name] = std::make_shared<Route>(
-          Route{make_handler(h, config_.data_dir, log_), h.retry.value_or(config.retry)});
-    } catch (const std::exception& e) {
-      return std::string(e.what());
-    }
   }
-  return std::nullopt;
+  return build_routes(config, log_, routes);
 }
 
 std::optional<std::string> NatsDispatcher::start() {
@@ -171,19 +165,11 @@ std::optional<std::string> NatsDispatcher::start() {
   if (nats.servers.empty()) return "journal.nats.servers: at least one server is required";
   Routes routes;
   if (auto error = build(config_, routes)) return error;
-  nats::Options options;
-  options.servers = nats.servers;
-  options.credentials_file = nats.credentials_file;
-  if (!nats.token_env.empty()) {
-    const char* token = std::getenv(nats.token_env.c_str());
-    if (token == nullptr || *token == '\0') {
-      return "journal.nats.token_env: the variable " + nats.token_env + " is not set";
-    }
-    options.token = token;
-  }
-  options.name = "fhir-bulk-receiver dispatcher";
   std::string error;
-  connection_ = nats::Connection::open(options, error);
+  auto options = journal_connection_options(nats, error);
+  if (!options) return error;
+  options->name = "fhir-bulk-receiver dispatcher";
+  connection_ = nats::Connection::open(*options, error);
   if (!connection_) return error;
   std::lock_guard lock(mutex_);
   routes_ = std::move(routes);

@@ -103,11 +103,6 @@ class NatsDispatcher {
   void stop();
 
  private:
-  struct Route {
-    std::unique_ptr<Handler> handler;
-    core::RetryPolicy retry;
-  };
-  using Routes = std::map<std::string, std::shared_ptr<Route>>;
   struct Fetcher;
   struct Job;
 

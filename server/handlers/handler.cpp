@@ -105,4 +105,17 @@ std::unique_ptr<Handler> make_handler(const config::Handler& config,
       config.settings);
 }
 
+std::optional<std::string> build_routes(const config::Config& config, const Logger& log,
+                                        Routes& routes) {
+  for (const auto& h : config.handlers) {
+    try {
+      routes[h.name] = std::make_shared<Route>(
+          Route{make_handler(h, config.data_dir, log), h.retry.value_or(config.retry)});
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace fbr::server

@@ -3,6 +3,7 @@
 // Handler::deliver is the protocol every handler follows: it times the attempt, turns exceptions
 // into failures and logs one line; each type implements only `run`.
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/backoff.hpp"
 #include "server/log.hpp"
 
 namespace fbr::server {
@@ -69,6 +71,19 @@ class Handler {
 /// when it cannot start (e.g. a header's env variable is unset).
 std::unique_ptr<Handler> make_handler(const config::Handler& config,
                                       const std::filesystem::path& data_dir, const Logger& log);
+
+/// A built handler with the retry policy that applies to it (its own `retry`, else the config's).
+struct Route {
+  std::unique_ptr<Handler> handler;
+  core::RetryPolicy retry;
+};
+/// The handlers of a config by name. Shared: a running delivery keeps its route across a reload.
+using Routes = std::map<std::string, std::shared_ptr<Route>>;
+
+/// Builds every handler of `config` into `routes`. Returns the first error (naming the handler):
+/// a reload then changes nothing.
+std::optional<std::string> build_routes(const config::Config& config, const Logger& log,
+                                        Routes& routes);
 
 /// A file-name-safe form of an event key: the Log ID itself when it is made of [A-Za-z0-9._-]
 /// (and does not start with a dot), else "sha256-" + hex SHA-256 of the key.
