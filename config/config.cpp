@@ -39,6 +39,8 @@ constexpr std::uint64_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint64_t kMaxI32 = std::numeric_limits<std::int32_t>::max();
 constexpr std::uint64_t kMaxI64 = std::numeric_limits<std::int64_t>::max();
 constexpr std::uint64_t kMaxU64 = std::numeric_limits<std::uint64_t>::max();
+constexpr std::uint64_t kMinUnauthenticatedBody = 512;
+constexpr std::uint64_t kMaxUnauthenticatedBody = 1 << 20;
 
 constexpr std::string_view kListenExpected =
     R"("host:port" (IPv6 as "[::]:8080") with a port from 0 to 65535)";
@@ -778,6 +780,13 @@ void read_limits(Reader& r, const Value& v, const std::string& path, Limits& lim
                             : key == "idle_timeout_ms"   ? &limits.idle_timeout_ms
                             : key == "max_connections"   ? &limits.max_connections
                                                          : nullptr;
+    if (key == "max_unauthenticated_body_bytes") {
+      // At least a challenge's few hundred bytes; at most what an unauthenticated peer may make
+      // the service hold per connection.
+      r.integer(value, p, limits.max_unauthenticated_body_bytes, kMinUnauthenticatedBody,
+                kMaxUnauthenticatedBody);
+      return true;
+    }
     if (target == nullptr) return false;
     r.integer(value, p, *target, 1, kMaxU32);
     return true;
@@ -1393,6 +1402,8 @@ std::string to_redacted_json(const Config& config) {
   w.Uint(config.limits.idle_timeout_ms);
   key(w, "max_connections");
   w.Uint(config.limits.max_connections);
+  key(w, "max_unauthenticated_body_bytes");
+  w.Uint(config.limits.max_unauthenticated_body_bytes);
   w.EndObject();
 
   key(w, "handlers");

@@ -40,6 +40,9 @@ struct Limits {
   std::uint32_t body_timeout_ms = 60'000;    ///< whole body must arrive in this time
   std::uint32_t idle_timeout_ms = 60'000;    ///< keep-alive connection with no request is closed
   std::uint32_t max_connections = 10'000;
+  /// A body without a header token (only a verification challenge may be one) is read up to
+  /// this many bytes; past it, 401 without reading further.
+  std::uint32_t max_unauthenticated_body_bytes = 4096;
 };
 
 struct NatsJournal {

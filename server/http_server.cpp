@@ -1,10 +1,16 @@
 #include "server/http_server.hpp"
 
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -19,7 +25,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/system/errc.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -42,6 +51,17 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadBuffer = 2048;
 constexpr std::size_t kMaxBodyRead = 65536;
 
+// A lingering close (RFC 9112 9.6) discards what the peer still sends for at most this long and
+// this much, so that it reads its early answer instead of a reset, and no longer.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::uint64_t kLingerBytes = std::uint64_t{64} << 20;
+
+// accept() out of descriptors or buffers: wait before trying again (doubling up to the cap), and
+// say so at most once per interval.
+constexpr milliseconds kAcceptPauseFirst{50};
+constexpr milliseconds kAcceptPauseMax{1000};
+constexpr auto kAcceptLogInterval = std::chrono::seconds(1);
+
 /// Counts a value up for the lifetime of the guard.
 class Counted {
  public:
@@ -62,7 +82,7 @@ bool is_bad_request(const beast::error_code& ec) {
 }
 
 /// Transfer-Encoding absent, or exactly one header whose whole value is `chunked`.
-bool te_acceptable(const http::request<http::string_body>& request) {
+bool te_acceptable(const RequestHeader& request) {
   const auto count = request.count(http::field::transfer_encoding);
   if (count == 0) return true;
   if (count > 1) return false;
@@ -89,31 +109,49 @@ std::string endpoint_text(const tcp::endpoint& endpoint) {
   return host + ":" + std::to_string(endpoint.port());
 }
 
-/// Reads and drops what the peer still sends (at most a while), so that closing after an early
-/// answer (413) does not reset the connection before the peer has read that answer.
+/// Discards up to `limit` bytes the peer has sent, without copying them anywhere (MSG_TRUNC on a
+/// TCP socket drops them in the kernel). Returns the count, 0 at EOF, -1 with errno on error. A
+/// direct system call: the sanitizers' recv interceptors would take the null buffer for a write.
+long discard_received(int fd, std::uint64_t limit) {
+  return ::syscall(SYS_recvfrom, fd, nullptr, static_cast<std::size_t>(limit),
+                   MSG_TRUNC | MSG_DONTWAIT, nullptr, nullptr);
+}
+
+/// Closes after an early answer (401, 413, ...) with the write side shut first, dropping what
+/// still arrives (at most kLingerTime and kLingerBytes), so the peer reads that answer instead of
+/// a reset. Holds no buffer: the bytes are discarded in the kernel.
 asio::awaitable<void> linger(beast::tcp_stream& stream) {
+  using namespace asio::experimental::awaitable_operators;
+  auto& socket = stream.socket();
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.expires_after(std::chrono::seconds(2));
-  std::array<char, 65536> scratch;
-  for (std::size_t total = 0; total < (std::size_t{128} << 20);) {
-    auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
-    if (read_ec) break;
-    total += n;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  asio::steady_timer deadline(socket.get_executor());
+  deadline.expires_after(kLingerTime);
+  for (std::uint64_t discarded = 0; discarded < kLingerBytes;) {
+    const long n = discard_received(socket.native_handle(), kLingerBytes - discarded);
+    if (n > 0) {
+      discarded += static_cast<std::uint64_t>(n);
+      continue;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
+    auto woke =
+        co_await (socket.async_wait(tcp::socket::wait_read, kTuple) || deadline.async_wait(kTuple));
+    if (woke.index() == 1 || std::get<0>(std::get<0>(woke))) break;
   }
 }
 
 /// Over TLS: a close_notify, then the same lingering read through the TLS layer.
 asio::awaitable<void> linger(beast::ssl_stream<beast::tcp_stream>& stream) {
-  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+  beast::get_lowest_layer(stream).expires_after(kLingerTime);
   co_await stream.async_shutdown(kTuple);
 }
 
 /// The whole answer in one string, one write: what Beast's response serializer wrote (status line,
 /// Content-Type, X-Request-Id, Allow, Retry-After, Connection, Content-Length), for a tenth of
 /// its instructions. The header values are ours (constants, a checked request ID): no CR or LF.
+/// An answer to HEAD has GET's headers, Content-Length included, and no body (RFC 9110 9.3.2).
 std::string serialize(const Reply& reply, unsigned version, bool keep_alive,
-                      std::string_view request_id) {
+                      std::string_view request_id, bool head = false) {
   const auto header = [](std::string& out, std::string_view name, std::string_view value) {
     out.append(name).append(": ").append(value).append("\r\n");
   };
@@ -125,6 +163,8 @@ std::string serialize(const Reply& reply, unsigned version, bool keep_alive,
       .append(http::obsolete_reason(reply.status))
       .append("\r\n");
   header(out, "Content-Type", reply.content_type);
+  // Browsers must not guess another type (an echoed challenge is text/plain, not HTML).
+  header(out, "X-Content-Type-Options", "nosniff");
   header(out, "X-Request-Id", request_id);
   if (!reply.allow.empty()) header(out, "Allow", reply.allow);
   if (!reply.retry_after.empty()) header(out, "Retry-After", reply.retry_after);
@@ -132,8 +172,41 @@ std::string serialize(const Reply& reply, unsigned version, bool keep_alive,
   if (version >= 11 && !keep_alive) header(out, "Connection", "close");
   if (version < 11 && keep_alive) header(out, "Connection", "keep-alive");
   header(out, "Content-Length", std::to_string(reply.body.size()));
-  out.append("\r\n").append(reply.body);
+  out.append("\r\n");
+  if (!head) out.append(reply.body);
   return out;
+}
+
+/// Out of descriptors, socket buffers or memory: accepting again at once would fail again.
+bool accept_resources_exhausted(const beast::error_code& ec) {
+  namespace errc = boost::system::errc;
+  return ec == asio::error::no_descriptors || ec == errc::too_many_files_open_in_system ||
+         ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+}
+
+/// Raises the soft open-files limit to the hard one (each connection is a descriptor; the soft
+/// limit is often 1024 while the hard one allows far more) and logs both.
+void raise_open_files_limit(const Logger& log) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t was = limit.rlim_cur;
+  std::string error;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      error = std::strerror(errno);
+      limit.rlim_cur = was;
+    }
+  }
+  auto fields = log.fields()
+                    .add("soft", static_cast<std::uint64_t>(limit.rlim_cur))
+                    .add("hard", static_cast<std::uint64_t>(limit.rlim_max))
+                    .add("soft_at_start", static_cast<std::uint64_t>(was));
+  if (error.empty()) {
+    log.info("open_files_limit", fields);
+  } else {
+    log.warn("open_files_limit", fields.add("error", "setrlimit: " + error));
+  }
 }
 
 beast::tcp_stream& tcp_layer(beast::tcp_stream& stream) {
@@ -161,6 +234,7 @@ std::optional<std::string> HttpServer::reload_tls(const config::Tls& tls) {
 }
 
 std::optional<std::string> HttpServer::listen() {
+  raise_open_files_limit(log_);
   if (config_.tls.enabled()) {
     if (auto error = reload_tls(config_.tls)) return error;
   }
@@ -241,6 +315,10 @@ void HttpServer::begin_shutdown(milliseconds drain) {
 }
 
 asio::awaitable<void> HttpServer::accept_loop() {
+  asio::steady_timer pause(acceptor_->get_executor());
+  milliseconds backoff{0};
+  auto last_report = std::chrono::steady_clock::time_point::min();
+  std::int64_t unreported = 0;  // accept errors since the last line
   for (;;) {
     // A strand per connection only when several threads run the io_context: with one, every
     // handler already runs in order on it, and a strand would only add a queue and a lock to
@@ -250,10 +328,30 @@ asio::awaitable<void> HttpServer::accept_loop() {
     auto [ec, socket] = co_await acceptor_->async_accept(executor, kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
-      // Out of file descriptors and the like: say so, keep accepting.
-      log_.error("accept_failed", log_.fields().add("error", ec.message()));
+      // Out of descriptors (EMFILE) and the like: the pending connection stays queued and
+      // accept() fails again at once, so wait (50 ms, doubling to 1 s) instead of spinning,
+      // and log one line a second at most with the count of the others.
+      if (accept_resources_exhausted(ec)) {
+        backoff = backoff.count() == 0 ? kAcceptPauseFirst : std::min(backoff * 2, kAcceptPauseMax);
+      }
+      ++unreported;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_report >= kAcceptLogInterval) {
+        log_.error("accept_failed",
+                   log_.fields()
+                       .add("error", ec.message())
+                       .add("errors", unreported)
+                       .add("retry_in_ms", static_cast<std::int64_t>(backoff.count())));
+        last_report = now;
+        unreported = 0;
+      }
+      if (backoff.count() > 0) {
+        pause.expires_after(backoff);
+        co_await pause.async_wait(kTuple);
+      }
       continue;
     }
+    backoff = milliseconds(0);
     socket.set_option(tcp::no_delay(true), ec);
     beast::tcp_stream stream(std::move(socket));
     if (connections_.load() >= static_cast<std::int64_t>(config_.limits.max_connections)) {
@@ -265,15 +363,11 @@ asio::awaitable<void> HttpServer::accept_loop() {
 }
 
 asio::awaitable<void> HttpServer::refuse(beast::tcp_stream stream) {
-  http::response<http::string_body> res{http::status::service_unavailable, 11};
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::retry_after, "1");
-  res.set("X-Request-Id", new_uuid());
-  res.body() = R"({"error":"too many connections"})";
-  res.keep_alive(false);
-  res.prepare_payload();
+  Reply reply = error_reply(http::status::service_unavailable, "too many connections");
+  reply.retry_after = "1";
+  const std::string response = serialize(reply, 11, false, new_uuid());
   stream.expires_after(std::chrono::seconds(5));
-  co_await http::async_write(stream, res, kTuple);
+  co_await asio::async_write(stream, asio::buffer(response), kTuple);
   co_await linger(stream);
 }
 
@@ -309,9 +403,11 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
   for (;;) {
     if (buffer.capacity() > 8 * kReadBuffer && buffer.size() == 0) buffer = beast::flat_buffer();
     buffer.reserve(kReadBuffer);
-    http::request_parser<http::string_body> parser;
+    http::request_parser<RequestBody> parser;
     parser.header_limit(limits.max_header_bytes);
-    parser.body_limit(config_.max_body_bytes);
+    // No limit while the header is read: admission decides it from the header (a token, or
+    // not), so a large announced length without a valid token is a 401, not a 413.
+    parser.body_limit(boost::none);
     // The first request's header must arrive within the header timeout; later ones may wait
     // for the idle (keep-alive) timeout.
     tcp_layer(stream).expires_after(
@@ -321,11 +417,7 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
 
     Reply reply;
     bool answer_early = false;
-    if (read_ec == http::error::body_limit) {
-      reply = error_reply(http::status::payload_too_large, "payload too large",
-                          "the limit is " + std::to_string(config_.max_body_bytes) + " bytes");
-      answer_early = true;
-    } else if (read_ec == http::error::header_limit) {
+    if (read_ec == http::error::header_limit) {
       reply = error_reply(http::status::request_header_fields_too_large, "header too large");
       answer_early = true;
     } else if (is_bad_request(read_ec)) {
@@ -334,8 +426,9 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
     } else if (read_ec) {
       break;  // closed, reset or timed out before a whole header: nothing to answer
     }
+    const bool header_read = !answer_early;
 
-    if (!answer_early && !te_acceptable(parser.get())) {
+    if (header_read && !te_acceptable(parser.get())) {
       // Only plain chunked framing: any other coding (gzip, unknown, several headers) would let
       // a body be read as something else (request smuggling). RFC 9112 6.3: 400 and close.
       reply = error_reply(http::status::bad_request, "bad request",
@@ -347,15 +440,27 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
     const auto started = std::chrono::steady_clock::now();
     auto& request = parser.get();
     RequestInfo info{remote, {}};
-    if (!answer_early) {
+    if (header_read) {
       auto id = request["X-Request-Id"];
       info.request_id = usable_request_id(id) ? std::string(id) : new_uuid();
     } else {
       info.request_id = new_uuid();
     }
 
+    // Admission, before any body byte is kept: a wrong header token, or a body larger than the
+    // request may have, is answered now and the body never read.
+    Admission admission;
+    if (!answer_early) {
+      admission = router_.admit(request, framing_of(parser), info);
+      if (admission.early) {
+        reply = std::move(*admission.early);
+        answer_early = true;
+      }
+    }
+
     if (!answer_early && !parser.is_done()) {
-      if (beast::iequals(request[http::field::expect], "100-continue")) {
+      parser.body_limit(admission.body_limit);
+      if (admission.may_continue && beast::iequals(request[http::field::expect], "100-continue")) {
         http::response<http::empty_body> go_on{http::status::continue_, request.version()};
         tcp_layer(stream).expires_after(milliseconds(limits.body_timeout_ms));
         auto [write_ec, n] = co_await http::async_write(stream, go_on, kTuple);
@@ -367,8 +472,7 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
       tcp_layer(stream).expires_after(milliseconds(limits.body_timeout_ms));
       auto [body_ec, body_bytes] = co_await http::async_read(stream, buffer, parser, kTuple);
       if (body_ec == http::error::body_limit) {
-        reply = error_reply(http::status::payload_too_large, "payload too large",
-                            "the limit is " + std::to_string(config_.max_body_bytes) + " bytes");
+        reply = router_.over_limit(admission, info);
         answer_early = true;
       } else if (is_bad_request(body_ec)) {
         reply = error_reply(http::status::bad_request, "bad request", body_ec.message());
@@ -387,8 +491,9 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
     }
 
     const bool keep_alive = !answer_early && request.keep_alive() && !reply.close && !stopping_;
-    const std::string response =
-        serialize(reply, request.version() ? request.version() : 11, keep_alive, info.request_id);
+    const bool head = header_read && request.method() == http::verb::head;
+    const std::string response = serialize(reply, request.version() ? request.version() : 11,
+                                           keep_alive, info.request_id, head);
     tcp_layer(stream).expires_after(milliseconds(limits.body_timeout_ms));
     auto [write_ec, bytes_out] = co_await asio::async_write(stream, asio::buffer(response), kTuple);
 
@@ -402,9 +507,9 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
     if (log_.enabled(spdlog::level::info)) {
       log_.info("request",
                 log_.fields()
-                    .add("method", answer_early ? std::string_view("-")
-                                                : std::string_view(request.method_string()))
-                    .add("path", answer_early ? std::string_view("-") : target)
+                    .add("method", header_read ? std::string_view(request.method_string())
+                                               : std::string_view("-"))
+                    .add("path", header_read ? target : std::string_view("-"))
                     .add("status", static_cast<int>(reply.status))
                     .add("bytes_in", static_cast<std::uint64_t>(bytes_in))
                     .add("bytes_out", static_cast<std::uint64_t>(bytes_out))
@@ -422,7 +527,7 @@ asio::awaitable<void> HttpServer::serve_requests(Stream& stream, const std::stri
   if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   } else {
-    tcp_layer(stream).expires_after(std::chrono::seconds(2));
+    tcp_layer(stream).expires_after(kLingerTime);
     co_await stream.async_shutdown(kTuple);
   }
 }

@@ -3,6 +3,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
+
 namespace fbr::server {
 namespace {
 
@@ -84,6 +86,13 @@ Reply invalid_payload_reply(const std::vector<core::Diagnostic>& errors) {
 }
 
 Reply challenge_reply(const std::string& challenge) {
+  const bool printable = std::all_of(challenge.begin(), challenge.end(),
+                                     [](char c) { return c >= 0x20 && c <= 0x7e; });
+  if (challenge.empty() || challenge.size() > kMaxChallengeBytes || !printable) {
+    return error_reply(http::status::bad_request, "bad challenge",
+                       "a challenge must be 1 to " + std::to_string(kMaxChallengeBytes) +
+                           " printable ASCII characters");
+  }
   Reply reply;
   reply.body = challenge;
   reply.content_type = "text/plain";

@@ -25,6 +25,10 @@ Reply accepted_reply(const std::string& log_id, bool duplicate,
                      const std::vector<core::Diagnostic>& warnings);
 Reply quarantined_reply(const std::string& request_id, const std::vector<core::Diagnostic>& errors);
 Reply invalid_payload_reply(const std::vector<core::Diagnostic>& errors);
+/// The longest challenge echoed back (Redox sends a UUID, 36 characters).
+constexpr std::size_t kMaxChallengeBytes = 256;
+/// 200 text/plain echoing `challenge` when it is 1 to kMaxChallengeBytes printable ASCII
+/// characters; otherwise 400 saying so (nothing of it is echoed).
 Reply challenge_reply(const std::string& challenge);
 Reply unauthorized_reply();
 Reply unavailable_reply(const std::string& why);

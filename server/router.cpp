@@ -43,6 +43,9 @@ auto async_commit(EventStore& journal, CommitRequest request, CompletionToken&& 
       token, std::move(request));
 }
 
+constexpr std::string_view kNoTokenBodyTooLarge =
+    "no token and a body over limits.max_unauthenticated_body_bytes";
+
 Reply json_ok(std::string body) {
   Reply reply;
   reply.body = std::move(body);
@@ -51,7 +54,7 @@ Reply json_ok(std::string body) {
 
 }  // namespace
 
-std::string header_token(const Request& request) {
+std::string header_token(const RequestHeader& request) {
   if (auto it = request.find("verification-token"); it != request.end()) {
     return std::string(core::trim_blanks(it->value()));
   }
@@ -78,6 +81,30 @@ bool token_valid(std::string_view token, const std::vector<std::string>& tokens)
   for (const auto& t : tokens)
     valid |= core::constant_time_equal(token, t);
   return valid;
+}
+
+Admission Router::admit(const RequestHeader& header, const BodyFraming& framing,
+                        const RequestInfo& info) {
+  Admission admission = server::admit(header, framing, *config_.get(), path_);
+  if (admission.early && admission.early->status == http::status::unauthorized) {
+    unauthorized(
+        admission.over_limit == OverLimit::kUnauthorized ? kNoTokenBodyTooLarge : "wrong token",
+        info);
+  }
+  return admission;
+}
+
+Reply Router::over_limit(const Admission& admission, const RequestInfo& info) {
+  if (admission.over_limit == OverLimit::kUnauthorized) unauthorized(kNoTokenBodyTooLarge, info);
+  return admission.over_limit_reply();
+}
+
+void Router::unauthorized(std::string_view reason, const RequestInfo& info) {
+  metrics_.event(EventResult::kUnauthorized);
+  log_.warn("unauthorized", log_.fields()
+                                .add("reason", reason)
+                                .add("remote", info.remote_addr)
+                                .add("request_id", info.request_id));
 }
 
 asio::awaitable<Reply> Router::handle(Request& request, const RequestInfo& info) {
@@ -140,11 +167,7 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
     if (challenge && challenge->token) token = *challenge->token;
   }
   if (!token_valid(token, config.verification_tokens)) {
-    metrics_.event(EventResult::kUnauthorized);
-    log_.warn("unauthorized", log_.fields()
-                                  .add("reason", token.empty() ? "no token" : "wrong token")
-                                  .add("remote", info.remote_addr)
-                                  .add("request_id", info.request_id));
+    unauthorized(token.empty() ? "no token" : "wrong token", info);
     co_return unauthorized_reply();
   }
   // An event is parsed once; only a body that is not a valid event can be a challenge (a

@@ -3,20 +3,21 @@
 // ingest path (parse → journal commit → answer). The session owns the socket; this owns the rules.
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <boost/url/params_view.hpp>
 #include <string>
 
 #include "config/config.hpp"
+#include "server/admission.hpp"
 #include "server/journal.hpp"
 #include "server/live_config.hpp"
 #include "server/log.hpp"
 #include "server/metrics.hpp"
 #include "server/reply.hpp"
+#include "server/request_body.hpp"
 
 namespace fbr::server {
 
-using Request = http::request<http::string_body>;
+using Request = http::request<RequestBody>;
 
 /// What the session knows about a request besides the message itself.
 struct RequestInfo {
@@ -32,6 +33,14 @@ class Router {
         journal_(journal),
         metrics_(metrics),
         log_(log) {}
+
+  /// The header-time decision (admit() with the live tokens and the webhook path); a 401 is
+  /// counted and logged here.
+  Admission admit(const RequestHeader& header, const BodyFraming& framing, const RequestInfo& info);
+  /// The answer to a body that grew past admission.body_limit (a 401 counted and logged).
+  Reply over_limit(const Admission& admission, const RequestInfo& info);
+  /// Counts and logs an unauthenticated request (`reason`: no token, wrong token, ...).
+  void unauthorized(std::string_view reason, const RequestInfo& info);
 
   /// Answers a request whose body has been read in full. Never throws.
   boost::asio::awaitable<Reply> handle(Request& request, const RequestInfo& info);
@@ -53,7 +62,7 @@ class Router {
 };
 
 /// The token a request carries in `verification-token` or `Authorization: Bearer`, or empty.
-std::string header_token(const Request& request);
+std::string header_token(const RequestHeader& request);
 
 /// True when `token` is one of `tokens` (constant-time for each; never stops early).
 bool token_valid(std::string_view token, const std::vector<std::string>& tokens);

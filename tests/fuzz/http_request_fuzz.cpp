@@ -1,5 +1,7 @@
-// libFuzzer target: the HTTP request path in-process — Beast's request parser with the server's
-// limits, then the Router (authentication, challenges, model validation, journal commit).
+// libFuzzer target: the HTTP request path in-process, in the session's order — Beast's request
+// parser with the server's limits reads the header, the header-time admission (token check, body
+// limit; server/admission.hpp) decides, then the body is parsed with the admitted limit and the
+// Router answers (authentication, challenges, model validation, journal commit).
 #include <spdlog/sinks/null_sink.h>
 #include <stdlib.h>
 
@@ -12,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "server/admission.hpp"
 #include "server/journal.hpp"
 #include "server/live_config.hpp"
 #include "server/log.hpp"
@@ -28,7 +31,7 @@ struct World {
     std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
     std::string pattern = base + "/fbr-fuzz-XXXXXX";
     dir = ::mkdtemp(pattern.data());
-    config::Config c;
+    config::Config c;  // the server's default limits
     c.verification_tokens = {"fuzz-token"};
     c.data_dir = dir / "data";
     c.invalid_payloads = config::InvalidPayloads::kQuarantine;
@@ -37,7 +40,9 @@ struct World {
                                            std::make_shared<spdlog::sinks::null_sink_mt>());
     if (journal.open(c.data_dir)) std::abort();
     router = std::make_unique<server::Router>(*live, journal, metrics, *log);
+    config = c;
   }
+  config::Config config;
   ~World() {
     journal.stop();
     std::filesystem::remove_all(dir);
@@ -63,16 +68,47 @@ boost::asio::awaitable<void> answer(World& world, server::Request& request,
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static World world;
   namespace http = boost::beast::http;
-  http::request_parser<http::string_body> parser;
-  parser.eager(true);
-  parser.header_limit(16 * 1024);
-  parser.body_limit(1 << 20);
+  const auto& config = world.config;
+  http::request_parser<server::RequestBody> parser;
+  parser.header_limit(config.limits.max_header_bytes);
+  parser.body_limit(boost::none);  // as the session: admission sets it after the header
   boost::beast::error_code ec;
-  parser.put(boost::asio::buffer(data, size), ec);
-  if (!ec && !parser.is_done()) parser.put_eof(ec);
+  std::size_t used = parser.put(boost::asio::buffer(data, size), ec);
+  if (ec || !parser.is_header_done()) return 0;
+
+  server::RequestInfo info{"127.0.0.1:1", "fuzz"};
+  const server::Admission admission = world.router->admit(parser.get(), framing_of(parser), info);
+  // What may never happen: more than the small limit for a request that is not an authenticated
+  // POST to the webhook, or an early answer that is not an error.
+  const bool authenticated =
+      server::token_valid(server::header_token(parser.get()), config.verification_tokens);
+  const std::uint64_t small = config.limits.max_unauthenticated_body_bytes;
+  if (admission.early) {
+    if (static_cast<unsigned>(admission.early->status) < 400) std::abort();
+    return 0;
+  }
+  if (admission.body_limit > small &&
+      (!authenticated || parser.get().method() != http::verb::post)) {
+    std::abort();
+  }
+  if (parser.content_length() && *parser.content_length() > admission.body_limit) std::abort();
+
+  parser.body_limit(admission.body_limit);
+  parser.eager(true);
+  if (!parser.is_done()) {
+    used += parser.put(boost::asio::buffer(data + used, size - used), ec);
+    if (ec == http::error::body_limit) {
+      const auto status = admission.over_limit_reply().status;
+      if (status != http::status::unauthorized && status != http::status::payload_too_large) {
+        std::abort();
+      }
+      if (parser.get().body().size() > admission.body_limit) std::abort();
+      return 0;
+    }
+    if (!ec && !parser.is_done()) parser.put_eof(ec);
+  }
   if (ec || !parser.is_done()) return 0;
   auto request = parser.release();
-  server::RequestInfo info{"127.0.0.1:1", "fuzz"};
   bool answered = false;
   boost::asio::co_spawn(world.ioc, answer(world, request, info, answered),
                         [](std::exception_ptr e) {

@@ -380,7 +380,8 @@ std::string config_json(const ServerConfig& config, const fs::path& data_dir) {
 Server::Server(const TempDir& dir, const ServerConfig& config)
     : config_path_(dir.path() / "config.json"),
       data_dir_(dir.path() / "data"),
-      log_path_(dir.path() / "server.log") {
+      log_path_(dir.path() / "server.log"),
+      open_files_limit_(config.open_files_limit) {
   write_file(config_path_, config_json(config, data_dir_));
   start();
 }
@@ -397,8 +398,14 @@ void Server::start() {
   std::error_code ec;
   const auto size = fs::file_size(log_path_, ec);
   const std::size_t offset = ec ? 0 : static_cast<std::size_t>(size);
+  std::vector<std::string> argv{FBR_BINARY, "serve", "--config", config_path_.string()};
+  if (open_files_limit_) {
+    argv.insert(argv.begin(),
+                {"/bin/sh", "-c",
+                 "ulimit -n " + std::to_string(*open_files_limit_) + " && exec \"$0\" \"$@\""});
+  }
   pid_ = spawn(
-      {FBR_BINARY, "serve", "--config", config_path_.string()},
+      argv,
       {.stdin_path = "/dev/null", .stdout_path = log_path_, .stderr_path = {}, .append = true});
 
   const auto deadline = Clock::now() + 20s;

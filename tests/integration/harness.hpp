@@ -82,6 +82,9 @@ struct ServerConfig {
   std::string log_format = "text";
   std::string invalid_payloads;  ///< empty: left out (default "reject")
   std::string extra_members;     ///< more raw JSON members, e.g. R"("max_body_bytes": 1024)"
+  /// Set: the server starts under `ulimit -n` of this (soft and hard RLIMIT_NOFILE, set by a
+  /// shell that then execs it; the pid stays the server's).
+  std::optional<unsigned> open_files_limit;
 };
 
 std::string config_json(const ServerConfig& config, const std::filesystem::path& data_dir);
@@ -133,6 +136,7 @@ class Server {
   std::filesystem::path log_path_;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
+  std::optional<unsigned> open_files_limit_;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ TEST_CASE("config output: the defaults every key present 2-space pretty JSON") {
     "header_timeout_ms": 10000,
     "body_timeout_ms": 60000,
     "idle_timeout_ms": 60000,
-    "max_connections": 10000
+    "max_connections": 10000,
+    "max_unauthenticated_body_bytes": 4096
   },
   "handlers": []
 }

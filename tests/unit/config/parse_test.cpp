@@ -40,6 +40,7 @@ TEST_CASE("config: an empty object gives the safe defaults (plus the required to
   CHECK(c.limits.body_timeout_ms == 60'000);
   CHECK(c.limits.idle_timeout_ms == 60'000);
   CHECK(c.limits.max_connections == 10'000);
+  CHECK(c.limits.max_unauthenticated_body_bytes == 4096);
   CHECK(c.handlers.empty());
   CHECK(c.source_file.empty());
 }
@@ -225,6 +226,18 @@ TEST_CASE("config: limits are positive 32-bit integers") {
   }
   CHECK(parse_ok(R"({"limits": {"max_connections": 4294967295}})").limits.max_connections ==
         4294967295u);
+}
+
+TEST_CASE("config: limits.max_unauthenticated_body_bytes is from 512 to 1048576") {
+  CHECK(parse_ok(R"({"limits": {"max_unauthenticated_body_bytes": 512}})")
+            .limits.max_unauthenticated_body_bytes == 512);
+  CHECK(parse_ok(R"({"limits": {"max_unauthenticated_body_bytes": 1048576}})")
+            .limits.max_unauthenticated_body_bytes == 1048576);
+  CHECK(error_of(R"({"limits": {"max_unauthenticated_body_bytes": 511}})") ==
+        "limits.max_unauthenticated_body_bytes: must be an integer from 512 to 1048576, got 511");
+  CHECK(error_of(R"({"limits": {"max_unauthenticated_body_bytes": 1048577}})") ==
+        "limits.max_unauthenticated_body_bytes: must be an integer from 512 to 1048576, got "
+        "1048577");
 }
 
 TEST_CASE("config: retry bounds") {
