@@ -532,6 +532,37 @@ void read_when(Reader& r, const Value& v, const std::string& path, core::WhenFil
   });
 }
 
+/// A literal or {"env": "NAME"} at `p`; false (with the error reported) when it is neither. A
+/// literal may be a secret (an API key): messages name its kind, never its text.
+bool read_literal_or_env(Reader& r, const Value& value, const std::string& p, LiteralOrEnv& out,
+                         bool line_breaks_allowed) {
+  if (value.IsString()) {
+    const std::string_view text = view(value);
+    const bool bad = std::any_of(text.begin(), text.end(), [&](char c) {
+      return c == '\0' || (!line_breaks_allowed && (c == '\r' || c == '\n'));
+    });
+    if (bad) {
+      r.fail(p, line_breaks_allowed ? "must not contain NUL characters"
+                                    : "must not contain line breaks or NUL characters");
+      return false;
+    }
+    out.literal = std::string(text);
+    return true;
+  }
+  if (value.IsObject()) {
+    bool has_env = false;
+    r.members(value, p, [&](std::string_view key, const Value& env, const std::string& ep) {
+      if (key != "env") return false;
+      has_env = r.env_name(env, ep, out.env);
+      return true;
+    });
+    if (!has_env && !value.HasMember("env")) r.fail(p + ".env", "required");
+    return !out.env.empty();
+  }
+  r.fail(p, R"(must be a string or {"env": "NAME"}, got )" + describe_kind(value));
+  return false;
+}
+
 void read_headers(Reader& r, const Value& v, const std::string& path,
                   std::map<std::string, HeaderValue>& headers) {
   std::map<std::string, std::string> by_lower_name;
@@ -545,28 +576,21 @@ void read_headers(Reader& r, const Value& v, const std::string& path,
       return true;
     }
     HeaderValue header;
-    // A literal may be a secret (an API key): messages name its kind, never its text.
-    if (value.IsString()) {
-      if (std::any_of(value.GetString(), value.GetString() + value.GetStringLength(),
-                      [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
-        r.fail(p, "must not contain line breaks or NUL characters");
-        return true;
-      }
-      header.literal = std::string(view(value));
-    } else if (value.IsObject()) {
-      bool has_env = false;
-      r.members(value, p, [&](std::string_view key, const Value& env, const std::string& ep) {
-        if (key != "env") return false;
-        has_env = r.env_name(env, ep, header.env);
-        return true;
-      });
-      if (!has_env && !value.HasMember("env")) r.fail(p + ".env", "required");
-      if (header.env.empty()) return true;
-    } else {
-      r.fail(p, R"(must be a string or {"env": "NAME"}, got )" + describe_kind(value));
+    if (read_literal_or_env(r, value, p, header, false)) headers[std::string(name)] = header;
+    return true;
+  });
+}
+
+/// The variables a handler gives its children (exec `env`, download `token_command_env`).
+void read_child_environment(Reader& r, const Value& v, const std::string& path,
+                            ChildEnvironment& env) {
+  r.members(v, path, [&](std::string_view name, const Value& value, const std::string& p) {
+    if (!is_env_name(name)) {
+      r.fail(p, "not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
       return true;
     }
-    headers[std::string(name)] = header;
+    LiteralOrEnv entry;
+    if (read_literal_or_env(r, value, p, entry, true)) env[std::string(name)] = entry;
     return true;
   });
 }
@@ -575,10 +599,10 @@ void read_headers(Reader& r, const Value& v, const std::string& path,
 bool is_type_key(std::string_view type, std::string_view key) {
   static const std::map<std::string_view, std::set<std::string_view>> kKeys = {
       {"file", {"dir", "path"}},
-      {"exec", {"command", "timeout_ms"}},
+      {"exec", {"command", "timeout_ms", "env"}},
       {"http", {"url", "headers", "timeout_ms"}},
       {"download",
-       {"dir", "parallel", "token_env", "token_file", "token_command", "store",
+       {"dir", "parallel", "token_env", "token_file", "token_command", "token_command_env", "store",
         "connect_timeout_ms", "idle_timeout_ms", "transfer_attempts", "max_retry_wait_ms"}},
       {"nats", {"servers", "subject", "stream", "credentials_file"}},
   };
@@ -597,6 +621,7 @@ void read_type_key(Reader& r, std::string_view key, const Value& v, const std::s
   } else if (auto* exec = std::get_if<ExecHandler>(&handler.settings)) {
     if (key == "command") r.strings(v, p, exec->command, false, true);
     if (key == "timeout_ms") r.integer(v, p, exec->timeout_ms, 1, kMaxU32);
+    if (key == "env") read_child_environment(r, v, p, exec->env);
   } else if (auto* http = std::get_if<HttpHandler>(&handler.settings)) {
     if (key == "url") {
       if (!v.IsString() || !is_http_url(view(v))) {
@@ -614,6 +639,7 @@ void read_type_key(Reader& r, std::string_view key, const Value& v, const std::s
     if (key == "token_file") r.optional_string(v, p, download->token_file);
     if (key == "token_command" && !v.IsNull())
       r.strings(v, p, download->token_command, false, true);
+    if (key == "token_command_env") read_child_environment(r, v, p, download->token_command_env);
     if (key == "store") {
       static constexpr std::array<std::string_view, 2> kStores = {"ndjson", "gzip"};
       r.choice(v, p, download->store, kStores);
@@ -1188,6 +1214,23 @@ void put_servers(PrettyWriter& w, const std::vector<std::string>& servers) {
   w.EndArray();
 }
 
+/// Header values or child variables: a literal may be a secret, so only {"env": NAME} is shown.
+void put_literals_redacted(PrettyWriter& w, const std::map<std::string, LiteralOrEnv>& values) {
+  w.StartObject();
+  for (const auto& [name, value] : values) {
+    key(w, name);
+    if (value.env.empty()) {
+      put(w, kRedacted);
+    } else {
+      w.StartObject();
+      key(w, "env");
+      put(w, value.env);
+      w.EndObject();
+    }
+  }
+  w.EndObject();
+}
+
 void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolicy& defaults) {
   w.StartObject();
   key(w, "name");
@@ -1208,23 +1251,13 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
     put_strings(w, exec->command);
     key(w, "timeout_ms");
     w.Uint(exec->timeout_ms);
+    key(w, "env");
+    put_literals_redacted(w, exec->env);
   } else if (const auto* http = std::get_if<HttpHandler>(&handler.settings)) {
     key(w, "url");
     put(w, redact_userinfo(http->url));
     key(w, "headers");
-    w.StartObject();
-    for (const auto& [name, value] : http->headers) {
-      key(w, name);
-      if (value.env.empty()) {
-        put(w, kRedacted);
-      } else {
-        w.StartObject();
-        key(w, "env");
-        put(w, value.env);
-        w.EndObject();
-      }
-    }
-    w.EndObject();
+    put_literals_redacted(w, http->headers);
     key(w, "timeout_ms");
     w.Uint(http->timeout_ms);
   } else if (const auto* download = std::get_if<DownloadHandler>(&handler.settings)) {
@@ -1242,6 +1275,8 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
     } else {
       put_strings(w, download->token_command);
     }
+    key(w, "token_command_env");
+    put_literals_redacted(w, download->token_command_env);
     key(w, "store");
     put(w, download->store);
     key(w, "connect_timeout_ms");

@@ -62,12 +62,16 @@ struct Journal {
   NatsJournal nats;
 };
 
-/// A header value for the http handler: a literal, or the value of an environment variable read
-/// when the handler starts (so secrets stay out of the file).
-struct HeaderValue {
+/// A value given as a literal, or as {"env": "NAME"}: the value of an environment variable read
+/// when the handler starts (so secrets stay out of the file). The http handler's headers and the
+/// environment given to children (exec `env`, download `token_command_env`) take these.
+struct LiteralOrEnv {
   std::string literal;
   std::string env;  ///< non-empty: take the value from this variable
 };
+using HeaderValue = LiteralOrEnv;
+/// NAME -> value: variables a child gets on top of PATH, HOME, LANG and TZ.
+using ChildEnvironment = std::map<std::string, LiteralOrEnv>;
 
 struct FileHandler {
   std::string dir;   ///< one <log-id>.json per event, or
@@ -76,6 +80,7 @@ struct FileHandler {
 struct ExecHandler {
   std::vector<std::string> command;
   std::uint32_t timeout_ms = 30'000;
+  ChildEnvironment env;
 };
 struct HttpHandler {
   std::string url;
@@ -88,6 +93,7 @@ struct DownloadHandler {
   std::string token_env;
   std::string token_file;
   std::vector<std::string> token_command;
+  ChildEnvironment token_command_env;
   std::string store = "ndjson";  ///< "ndjson" or "gzip"
   std::uint32_t connect_timeout_ms = 10'000;
   std::uint32_t idle_timeout_ms = 60'000;  ///< a transfer that receives nothing this long is cut

@@ -26,6 +26,10 @@ constexpr std::string_view kEventType = "status-check-response";
 constexpr std::size_t kMaxDiagnostics = 1000;
 constexpr std::size_t kMaxQuotedBytes = 80;
 
+// A Log ID (and an Attempt ID) travels into file names, environment variables, log lines and the
+// operator's terminal: Redox sends UUIDs, so anything long or with control characters is hostile.
+constexpr std::size_t kMaxLogIdBytes = 256;
+
 // Iterative: a deeply nested body cannot exhaust the stack. Validated UTF-8: the values we echo in
 // messages, and the body itself, go into JSON documents downstream.
 constexpr std::size_t kMaxMappedRequestBytes = 64 * 1024;
@@ -171,7 +175,7 @@ class Mapper {
   std::vector<Diagnostic> take_warnings() { return warnings_.take("warnings"); }
 
  private:
-  enum class Check { kNone, kUuid, kIso8601 };
+  enum class Check { kNone, kUuid, kIso8601, kLogId };
   enum class Kind { kOutput, kError, kDeleted };
 
   /// The member `name` of `object`, or nullptr. A name given more than once is an error (and
@@ -200,7 +204,18 @@ class Mapper {
   }
 
   void check_format(const std::string& path, std::string_view value, Check check) {
-    if (check == Check::kUuid && !is_uuid(value)) {
+    if (check == Check::kLogId) {
+      // Errors, not warnings: the value would reach places where it can do harm.
+      if (value.size() > kMaxLogIdBytes) {
+        errors_.add(path, "must be at most " + std::to_string(kMaxLogIdBytes) + " bytes, got " +
+                              std::to_string(value.size()));
+      } else if (const auto at = find_control_character(value)) {
+        errors_.add(
+            path, "must not contain control characters, found one at byte " + std::to_string(*at));
+      } else if (!is_uuid(value)) {
+        warnings_.add(path, "should be a UUID, got " + quoted(value));
+      }
+    } else if (check == Check::kUuid && !is_uuid(value)) {
       warnings_.add(path, "should be a UUID, got " + quoted(value));
     } else if (check == Check::kIso8601 && !is_iso8601(value)) {
       warnings_.add(path, "should be an ISO 8601 date-time, got " + quoted(value));
@@ -314,8 +329,8 @@ class Mapper {
                  });
     object_array(object, "Logs", path, false, [&](const Value& entry, const std::string& at) {
       LogRef log;
-      log.id = optional_string(entry, "ID", at, Check::kUuid);
-      log.attempt_id = optional_string(entry, "AttemptID", at, Check::kUuid);
+      log.id = optional_string(entry, "ID", at, Check::kLogId);
+      log.attempt_id = optional_string(entry, "AttemptID", at, Check::kLogId);
       meta.logs.push_back(std::move(log));
     });
     meta.facility_code = optional_string(object, "FacilityCode", path);

@@ -21,7 +21,9 @@ struct SystemRef {  // Meta.Source and Meta.Destinations[]
   std::optional<std::string> name;
 };
 
-struct LogRef {  // Meta.Logs[]
+/// Meta.Logs[]. ID and AttemptID are at most 256 bytes with no control character (C0, DEL, C1):
+/// anything else is a validation error. A value that is not a UUID is only a warning.
+struct LogRef {
   std::optional<std::string> id;
   std::optional<std::string> attempt_id;
 };

@@ -330,10 +330,76 @@ bool is_absolute_http_url(std::string_view s) {
   return std::all_of(port.begin(), port.end(), is_digit);
 }
 
+namespace {
+
+/// The UTF-8 sequence at `pos`: its length and code point, or length 0 when the bytes there are
+/// not a well-formed sequence (RFC 3629: no overlong forms, surrogates or code points past
+/// U+10FFFF).
+struct Utf8Char {
+  std::size_t length = 0;
+  char32_t code = 0;
+};
+
+Utf8Char utf8_at(std::string_view s, std::size_t pos) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[pos + i]); };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) return {1, lead};
+  std::size_t length = 0;
+  char32_t code = 0;
+  char32_t min = 0;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+    code = lead & 0x1FU;
+    min = 0x80;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    code = lead & 0x0FU;
+    min = 0x800;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    code = lead & 0x07U;
+    min = 0x10000;
+  } else {
+    return {};
+  }
+  if (pos + length > s.size()) return {};
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xC0U) != 0x80U) return {};
+    code = (code << 6U) | (byte(i) & 0x3FU);
+  }
+  if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return {};
+  return {length, code};
+}
+
+bool is_control(char32_t code) {
+  return code < 0x20 || (code >= 0x7F && code <= 0x9F);
+}
+
+void append_hex_escape(std::string& out, const char* prefix, unsigned value, int digits) {
+  out += prefix;
+  for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4) {
+    out.push_back(kHexDigits[(value >> static_cast<unsigned>(shift)) & 0x0FU]);
+  }
+}
+
+}  // namespace
+
 std::string json_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
-  for (const char c : s) {
+  for (std::size_t pos = 0; pos < s.size();) {
+    const Utf8Char ch = utf8_at(s, pos);
+    if (ch.length == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER, one per invalid byte
+      ++pos;
+      continue;
+    }
+    const char c = s[pos];
+    pos += ch.length;
+    if (ch.length > 1) {
+      out.append(s.substr(pos - ch.length, ch.length));
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";
@@ -357,15 +423,64 @@ std::string json_escape(std::string_view s) {
         out += "\\t";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          const auto u = static_cast<unsigned char>(c);
-          out += "\\u00";
-          out.push_back(kHexDigits[u >> 4U]);
-          out.push_back(kHexDigits[u & 0x0FU]);
+        if (ch.code < 0x20) {
+          append_hex_escape(out, "\\u", ch.code, 4);
         } else {
           out.push_back(c);
         }
     }
+  }
+  return out;
+}
+
+bool is_valid_utf8(std::string_view s) {
+  for (std::size_t pos = 0; pos < s.size();) {
+    const std::size_t length = utf8_at(s, pos).length;
+    if (length == 0) return false;
+    pos += length;
+  }
+  return true;
+}
+
+std::optional<std::size_t> find_control_character(std::string_view s) {
+  for (std::size_t pos = 0; pos < s.size();) {
+    const Utf8Char ch = utf8_at(s, pos);
+    if (ch.length == 0) {
+      const auto byte = static_cast<unsigned char>(s[pos]);
+      if (byte >= 0x80 && byte <= 0x9F) return pos;  // a lone C1 byte (an 8-bit terminal's CSI)
+      ++pos;
+      continue;
+    }
+    if (is_control(ch.code)) return pos;
+    pos += ch.length;
+  }
+  return std::nullopt;
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t pos = 0; pos < s.size();) {
+    const Utf8Char ch = utf8_at(s, pos);
+    if (ch.length == 0) {
+      append_hex_escape(out, "\\x", static_cast<unsigned char>(s[pos]), 2);
+      ++pos;
+      continue;
+    }
+    if (!is_control(ch.code)) {
+      out.append(s.substr(pos, ch.length));
+    } else if (ch.code == '\n') {
+      out += "\\n";
+    } else if (ch.code == '\t') {
+      out += "\\t";
+    } else if (ch.code == '\r') {
+      out += "\\r";
+    } else if (ch.code <= 0x7F) {
+      append_hex_escape(out, "\\x", ch.code, 2);
+    } else {
+      append_hex_escape(out, "\\u", ch.code, 4);
+    }
+    pos += ch.length;
   }
   return out;
 }

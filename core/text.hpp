@@ -1,5 +1,7 @@
 #pragma once
 // Small pure helpers on strings shared by the layers: hashing, comparison, format checks.
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,7 +29,21 @@ bool is_absolute_http_url(std::string_view s);
 /// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
 std::string_view trim_blanks(std::string_view s);
 
-/// Escapes a string for inclusion inside JSON double quotes (", \, control characters).
+/// Escapes a string for inclusion inside JSON double quotes (", \, control characters). The result
+/// is valid UTF-8 whatever the input: each byte of an invalid sequence becomes U+FFFD.
 std::string json_escape(std::string_view s);
+
+/// Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
+bool is_valid_utf8(std::string_view s);
+
+/// The byte offset of the first control character in `s`: C0 (U+0000-U+001F), DEL (U+007F) or
+/// C1 (U+0080-U+009F, as UTF-8 or as a lone byte 0x80-0x9F); nullopt when there is none.
+std::optional<std::size_t> find_control_character(std::string_view s);
+
+/// `s` made safe to print on a terminal: control characters (C0, ESC, DEL, C1) become visible
+/// escapes (\n, \t, \r, \x1b, \u009b) and the bytes of invalid UTF-8 become \xNN, so nothing
+/// from outside can move the cursor, clear the screen or retitle the window. Backslashes are
+/// kept as they are: this is for a person reading, not a reversible encoding.
+std::string printable(std::string_view s);
 
 }  // namespace fbr::core

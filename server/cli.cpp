@@ -1,5 +1,8 @@
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include "server/commands.hpp"
 
@@ -18,6 +21,30 @@ std::optional<config::Config> load(const std::string& file) {
     return std::nullopt;
   }
   return std::move(result.config);
+}
+
+constexpr const char* kSendTokenVariable = "FBR_SEND_TOKEN";
+
+/// send's token: --token (visible to everyone in `ps`), else the variable --token-env names, else
+/// FBR_SEND_TOKEN. nullopt (and a message on stderr naming the three) when none gives one.
+std::optional<std::string> send_token(const std::string& token, const std::string& token_env) {
+  if (!token.empty() && !token_env.empty()) {
+    std::cerr << "fhir-bulk-receiver: send: give --token or --token-env, not both\n";
+    return std::nullopt;
+  }
+  if (!token.empty()) return token;
+  const std::string variable = token_env.empty() ? kSendTokenVariable : token_env;
+  const char* value = std::getenv(variable.c_str());
+  if (value != nullptr && *value != '\0') return std::string(value);
+  if (!token_env.empty()) {
+    std::cerr << "fhir-bulk-receiver: send: --token-env names " << token_env
+              << ", which is not set or empty\n";
+  } else {
+    std::cerr << "fhir-bulk-receiver: send needs a verification token: set " << kSendTokenVariable
+              << ", or give --token-env NAME (a variable holding it) or --token TOKEN (visible "
+                 "in ps)\n";
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -50,12 +77,20 @@ int run_cli(int argc, char** argv) {
 
   std::string url;
   std::string token;
+  std::string token_env;
   std::string send_file;
   auto* send_cmd =
       app.add_subcommand("send", "send a test webhook the way Redox does; print status and body");
   send_cmd->add_option("--url", url, "where to send, e.g. http://127.0.0.1:8080/webhook")
       ->required();
-  send_cmd->add_option("--token", token, "verification token (header verification-token)");
+  send_cmd
+      ->add_option("--token-env", token_env,
+                   "name of an environment variable holding the verification token "
+                   "(default: FBR_SEND_TOKEN)")
+      ->option_text("NAME");
+  send_cmd->add_option("--token", token,
+                       "verification token (header verification-token); visible to every user "
+                       "in ps: prefer --token-env or FBR_SEND_TOKEN");
   send_cmd->add_option("file", send_file, "payload file; - reads standard input")->required();
 
   std::string log_id;
@@ -88,7 +123,10 @@ int run_cli(int argc, char** argv) {
   }
 
   if (*validate_cmd) return validate(files);
-  if (*send_cmd) return send(url, token, send_file);
+  if (*send_cmd) {
+    const auto send_with = send_token(token, token_env);
+    return send_with ? send(url, *send_with, send_file) : kExitUsage;
+  }
   auto config = load(config_file);
   if (!config) return kExitUsage;
   if (*check_cmd) return check_config(*config);

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/event.hpp"
+#include "core/text.hpp"
 #include "server/dispatcher.hpp"
 #include "server/http_server.hpp"
 #include "server/journal.hpp"
@@ -207,17 +208,19 @@ int validate(const std::vector<std::string>& files) {
     auto result = core::parse_event(*body);
     const std::string name = file == "-" ? "<stdin>" : file;
     if (result.ok()) {
-      std::cout << name << ": valid (event key " << result.event->key << ")\n";
+      std::cout << name << ": valid (event key " << core::printable(result.event->key) << ")\n";
     } else {
       status = kExitFailure;
       std::cout << name << ": invalid, " << result.errors.size()
                 << (result.errors.size() == 1 ? " error" : " errors") << "\n";
     }
     for (const auto& e : result.errors) {
-      std::cout << "  error   " << (e.path.empty() ? "/" : e.path) << ": " << e.message << "\n";
+      std::cout << "  error   " << core::printable(e.path.empty() ? "/" : e.path) << ": "
+                << core::printable(e.message) << "\n";
     }
     for (const auto& w : result.warnings) {
-      std::cout << "  warning " << (w.path.empty() ? "/" : w.path) << ": " << w.message << "\n";
+      std::cout << "  warning " << core::printable(w.path.empty() ? "/" : w.path) << ": "
+                << core::printable(w.message) << "\n";
     }
   }
   return status;
@@ -262,8 +265,15 @@ int send(const std::string& url, const std::string& token, const std::string& fi
   }
   long code = 0;
   curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &code);
-  std::cout << code << "\n" << response;
-  if (!response.empty() && response.back() != '\n') std::cout << "\n";
+  // The answer is the server's (or whatever answered there): shown line by line, escaped, so the
+  // terminal never obeys it.
+  std::cout << code << "\n";
+  std::string_view rest(response);
+  while (!rest.empty()) {
+    const std::size_t end = std::min(rest.find('\n'), rest.size());
+    std::cout << core::printable(rest.substr(0, end)) << "\n";
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+  }
   return code >= 200 && code < 300 ? kExitOk : kExitFailure;
 }
 
@@ -272,7 +282,7 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
   auto rows = config.journal.backend == "nats" ? list_nats_events(config, log_id, limit, error)
                                                : list_events(config.data_dir, log_id, limit, error);
   if (!error.empty()) {
-    std::cerr << "fhir-bulk-receiver: " << error << "\n";
+    std::cerr << "fhir-bulk-receiver: " << core::printable(error) << "\n";
     return kExitFailure;
   }
   if (json) {
@@ -349,19 +359,22 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
       summary += (summary.empty() ? "" : ",") + std::to_string(n) + " " + state;
     }
     if (summary.empty()) summary = "-";
-    std::printf("%-24s  %-6d  %-7lld  %-8zu  %-20s  %s\n", row.received_at.c_str(), row.status,
-                static_cast<long long>(row.output_count), row.attempts.size(), summary.c_str(),
-                (row.log_id.empty() ? row.key : row.log_id).c_str());
+    // Every field comes from the journal, so from outside: printed escaped (an escape sequence in
+    // a Log ID must not clear the operator's screen, a newline must not forge a row).
+    const auto show = [](std::string_view text) { return core::printable(text); };
+    std::printf("%-24s  %-6d  %-7lld  %-8zu  %-20s  %s\n", show(row.received_at).c_str(),
+                row.status, static_cast<long long>(row.output_count), row.attempts.size(),
+                show(summary).c_str(), show(row.log_id.empty() ? row.key : row.log_id).c_str());
     for (const auto& d : row.deliveries) {
-      std::printf(
-          "  delivery %-16s %-8s attempts %d%s%s\n", d.handler.c_str(), d.state.c_str(), d.attempts,
-          d.last_error.empty() ? "" : "  last error: ", d.last_error.substr(0, 200).c_str());
+      std::printf("  delivery %-16s %-8s attempts %d%s%s\n", show(d.handler).c_str(),
+                  show(d.state).c_str(), d.attempts, d.last_error.empty() ? "" : "  last error: ",
+                  show(std::string_view(d.last_error).substr(0, 200)).c_str());
     }
     if (!log_id.empty()) {
       for (const auto& a : row.attempts) {
-        std::printf("  attempt %s  at %s  from %s  request %s%s\n", a.attempt_id.c_str(),
-                    a.received_at.c_str(), a.remote_addr.c_str(), a.request_id.c_str(),
-                    a.duplicate ? "  (duplicate)" : "");
+        std::printf("  attempt %s  at %s  from %s  request %s%s\n", show(a.attempt_id).c_str(),
+                    show(a.received_at).c_str(), show(a.remote_addr).c_str(),
+                    show(a.request_id).c_str(), a.duplicate ? "  (duplicate)" : "");
       }
     }
   }
@@ -377,19 +390,21 @@ int replay(const config::Config& config, const std::string& log_id, const std::s
   auto requeued = nats ? replay_nats_event(config, log_id, handler, error)
                        : replay_deliveries(config.data_dir, log_id, handler, configured, error);
   if (!error.empty()) {
-    std::cerr << "fhir-bulk-receiver: " << error << "\n";
+    std::cerr << "fhir-bulk-receiver: " << core::printable(error) << "\n";
     return kExitFailure;
   }
+  const std::string shown_id = core::printable(log_id);
   if (requeued.empty()) {
-    std::cout << "no deliveries to replay for " << log_id << "\n";
+    std::cout << "no deliveries to replay for " << shown_id << "\n";
     return kExitFailure;
   }
-  for (const auto& name : requeued) {
+  for (const auto& requeued_name : requeued) {
+    const std::string name = core::printable(requeued_name);
     if (nats) {
-      std::cout << "published " << log_id << " to " << config.journal.nats.subject << ".replay."
+      std::cout << "published " << shown_id << " to " << config.journal.nats.subject << ".replay."
                 << name << " for handler " << name << "\n";
     } else {
-      std::cout << "re-queued " << log_id << " for handler " << name << "\n";
+      std::cout << "re-queued " << shown_id << " for handler " << name << "\n";
     }
   }
   std::cout

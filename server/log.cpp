@@ -15,7 +15,9 @@ bool needs_quotes(std::string_view v) {
   for (char c : v) {
     if (c == ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) < 0x20) return true;
   }
-  return false;
+  // Quoted values go through json_escape, which turns invalid UTF-8 into U+FFFD: no log line
+  // (text or JSON) carries bytes a log collector would reject.
+  return !core::is_valid_utf8(v);
 }
 
 /// Standard output through stdio's buffer: spdlog's stdout sink flushes (a write call) per line;

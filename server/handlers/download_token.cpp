@@ -30,7 +30,10 @@ std::optional<std::string> clean_token(std::string_view raw) {
 }
 
 TokenSource::TokenSource(const config::DownloadHandler& settings, const std::string& handler)
-    : file_(settings.token_file), command_(settings.token_command) {
+    : file_(settings.token_file),
+      command_(settings.token_command),
+      command_env_(process::resolve_environment(settings.token_command_env,
+                                                "handler " + handler + ": token_command_env")) {
   if (!settings.token_env.empty()) {
     description_ = "token_env " + settings.token_env;
     const char* value = std::getenv(settings.token_env.c_str());
@@ -72,7 +75,7 @@ std::string TokenSource::fetch() const {
   if (!command_.empty()) {
     process::Spec spec;
     spec.argv = command_;
-    spec.env = process::environment_without({"FBR_VERIFICATION_TOKEN"});
+    spec.env = command_env_;  // on top of PATH, HOME, LANG, TZ: nothing else of ours
     spec.timeout = kCommandTimeout;
     spec.keep_output = kMaxTokenBytes + 1;
     const process::Result result = process::run(spec);

@@ -2,7 +2,9 @@
 // The access token the download handler sends (as `Authorization: Bearer`) when an event says
 // requiresAccessToken: from an environment variable (read once, at start), a file (read at each
 // delivery, so it can be rotated) or a command whose stdout is the token (run at each delivery,
-// and once more when a server answers 401). A token is never logged and never put in a message.
+// and once more when a server answers 401). A token is never logged and never put in a message. The
+// command runs isolated like every child (process.hpp): fds 0-2, PATH, HOME, LANG, TZ and its
+// token_command_env only.
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -33,6 +35,7 @@ class TokenSource {
   std::string env_token_;
   std::string file_;
   std::vector<std::string> command_;
+  std::vector<std::string> command_env_;  ///< token_command_env resolved at start, NAME=value
   std::string description_;
 };
 

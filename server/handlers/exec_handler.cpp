@@ -4,7 +4,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <initializer_list>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -41,13 +40,11 @@ class EventFile {
   std::filesystem::path path_;
 };
 
-std::vector<std::string> child_environment(const std::string& handler, const Delivery& delivery,
+/// The handler's `env` entries, then the event's variables (which no setting can replace). The
+/// allowlisted PATH, HOME, LANG and TZ come from process::run; nothing else reaches the command.
+std::vector<std::string> child_environment(std::vector<std::string> env, const std::string& handler,
+                                           const Delivery& delivery,
                                            const std::filesystem::path& event_file) {
-  // The verification token is a secret the command has no use for; the FBR_* values we set
-  // replace any inherited ones.
-  std::vector<std::string> env = process::environment_without(
-      {"FBR_VERIFICATION_TOKEN", "FBR_LOG_ID", "FBR_ATTEMPT_ID", "FBR_STATUS", "FBR_EVENT_FILE",
-       "FBR_HANDLER", "FBR_DELIVERY_ATTEMPT", "FBR_EVENT_KEY"});
   env.push_back("FBR_LOG_ID=" + delivery.log_id);
   env.push_back("FBR_EVENT_KEY=" + delivery.event_key);
   env.push_back("FBR_ATTEMPT_ID=" + delivery.attempt_id);
@@ -74,6 +71,7 @@ ExecHandler::ExecHandler(std::string name, config::ExecHandler settings,
   if (settings_.command.empty() || settings_.command.front().empty()) {
     throw std::runtime_error("handler " + this->name() + ": exec needs a command");
   }
+  env_ = process::resolve_environment(settings_.env, "handler " + this->name() + ": env");
 }
 
 Outcome ExecHandler::run(const Delivery& delivery) {
@@ -81,7 +79,7 @@ Outcome ExecHandler::run(const Delivery& delivery) {
   EventFile event_file(tmp_dir_, delivery);
   process::Spec spec;
   spec.argv = settings_.command;
-  spec.env = child_environment(name(), delivery, event_file.path());
+  spec.env = child_environment(env_, name(), delivery, event_file.path());
   spec.input = delivery.body;
   spec.timeout = std::chrono::milliseconds(settings_.timeout_ms);
   spec.keep_output = kTailBytes;

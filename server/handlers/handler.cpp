@@ -18,8 +18,23 @@ namespace {
 // Longer Log IDs are hashed: <stem>.json plus exec's ".<random>" suffix must fit NAME_MAX (255).
 constexpr std::size_t kMaxStemLength = 128;
 
+// Hashed names start with this. A key that starts with it (in any case: a volume may fold case) is
+// hashed too, so a literal Log ID "sha256-<hex>" cannot name the folder of another event.
+constexpr std::string_view kHashPrefix = "sha256-";
+
+bool starts_with_hash_prefix(std::string_view key) {
+  if (key.size() < kHashPrefix.size()) return false;
+  for (std::size_t i = 0; i < kHashPrefix.size(); ++i) {
+    const char c = key[i];
+    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (lower != kHashPrefix[i]) return false;
+  }
+  return true;
+}
+
 bool is_file_name_safe(std::string_view key) {
   if (key.empty() || key.size() > kMaxStemLength || key.front() == '.') return false;
+  if (starts_with_hash_prefix(key)) return false;
   for (const char c : key) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
@@ -79,7 +94,7 @@ Outcome Handler::deliver(const Delivery& delivery) {
 
 std::string file_stem(std::string_view event_key) {
   if (is_file_name_safe(event_key)) return std::string(event_key);
-  return "sha256-" + core::sha256_hex(event_key);
+  return std::string(kHashPrefix) + core::sha256_hex(event_key);
 }
 
 std::unique_ptr<Handler> make_handler(const config::Handler& config,

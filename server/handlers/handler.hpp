@@ -85,8 +85,9 @@ using Routes = std::map<std::string, std::shared_ptr<Route>>;
 std::optional<std::string> build_routes(const config::Config& config, const Logger& log,
                                         Routes& routes);
 
-/// A file-name-safe form of an event key: the Log ID itself when it is made of [A-Za-z0-9._-]
-/// (and does not start with a dot), else "sha256-" + hex SHA-256 of the key.
+/// A file-name-safe form of an event key: the Log ID itself when it is made of [A-Za-z0-9._-], at
+/// most 128 bytes, and starts neither with a dot nor with "sha256-" (any case); else "sha256-" +
+/// hex SHA-256 of the key. So a hashed name is never also some event's literal Log ID.
 std::string file_stem(std::string_view event_key);
 
 }  // namespace fbr::server

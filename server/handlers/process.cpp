@@ -10,11 +10,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "server/handlers/posix.hpp"
-
-extern char** environ;  // NOLINT: POSIX
 
 namespace fbr::server::process {
 namespace {
@@ -207,6 +206,13 @@ class FileActions {
       posix::throw_errno("posix_spawn_file_actions_adddup2", e);
     }
   }
+  /// Closes every descriptor from `lowest` up in the child (glibc >= 2.34: close_range there).
+  /// Asio's sockets and libraries' files are not all close-on-exec; this is the guarantee.
+  void close_from(int lowest) {
+    if (int e = posix_spawn_file_actions_addclosefrom_np(&actions_, lowest); e != 0) {
+      posix::throw_errno("posix_spawn_file_actions_addclosefrom_np", e);
+    }
+  }
   [[nodiscard]] const posix_spawn_file_actions_t* get() const { return &actions_; }
 
  private:
@@ -243,16 +249,52 @@ bool Result::exited_zero() const {
          WEXITSTATUS(*status) == 0;
 }
 
-std::vector<std::string> environment_without(std::initializer_list<std::string_view> dropped) {
-  std::vector<std::string> env;
-  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
-    const std::string_view pair(*entry);
-    const std::string_view name = pair.substr(0, pair.find('='));
-    if (std::find(dropped.begin(), dropped.end(), name) != dropped.end()) continue;
-    env.emplace_back(pair);
+std::vector<std::string> resolve_environment(const config::ChildEnvironment& env,
+                                             const std::string& what) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : env) {
+    if (value.env.empty()) {
+      out.push_back(name + "=" + value.literal);
+      continue;
+    }
+    const char* from = std::getenv(value.env.c_str());
+    if (from == nullptr) {
+      throw std::runtime_error(what + "." + name + " takes its value from the environment " +
+                               "variable " + value.env + ", which is not set");
+    }
+    out.push_back(name + "=" + from);
   }
+  return out;
+}
+
+namespace {
+
+/// The child's whole environment: the allowlisted variables the service has, then `extra`
+/// (replacing a variable of the same name).
+std::vector<std::string> child_environment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  const auto set = [&](std::string pair) {
+    const std::string_view name = std::string_view(pair).substr(0, pair.find('='));
+    const auto same = std::find_if(env.begin(), env.end(), [&](const std::string& e) {
+      return e.size() > name.size() && e.compare(0, name.size(), name) == 0 &&
+             e[name.size()] == '=';
+    });
+    if (same != env.end()) {
+      *same = std::move(pair);
+    } else {
+      env.push_back(std::move(pair));
+    }
+  };
+  for (const std::string_view name : kInheritedVariables) {
+    const std::string key(name);
+    if (const char* value = std::getenv(key.c_str())) set(key + "=" + value);
+  }
+  for (const auto& pair : extra)
+    set(pair);
   return env;
 }
+
+}  // namespace
 
 Result run(const Spec& spec) {
   Result result;
@@ -261,7 +303,7 @@ Result run(const Spec& spec) {
     return result;
   }
   const std::string& program = spec.argv.front();
-  std::vector<std::string> env_strings = spec.env;
+  std::vector<std::string> env_strings = child_environment(spec.env);
   std::vector<std::string> argv_strings = spec.argv;
   std::vector<char*> envp = pointers(env_strings);
   std::vector<char*> argv = pointers(argv_strings);
@@ -273,6 +315,7 @@ Result run(const Spec& spec) {
   actions.dup2(in.read.get(), STDIN_FILENO);
   actions.dup2(out.write.get(), STDOUT_FILENO);
   actions.dup2(err.write.get(), STDERR_FILENO);
+  actions.close_from(STDERR_FILENO + 1);
   SpawnAttributes attributes;
 
   const auto started = Clock::now();

@@ -240,6 +240,46 @@ TEST_CASE("config handlers: exec") {
         "handlers[0].timeout_ms: must be a positive integer, got 0");
 }
 
+TEST_CASE("config handlers: exec env takes literals and env references like http headers") {
+  const Handler h = one_handler(R"({"name": "x", "type": "exec", "command": ["a"],
+    "env": {"MODE": "batch", "API_KEY": {"env": "NOTIFY_KEY"}, "EMPTY": ""}})");
+  const auto& env = std::get<ExecHandler>(h.settings).env;
+  REQUIRE(env.size() == 3);
+  CHECK(env.at("MODE").literal == "batch");
+  CHECK(env.at("MODE").env.empty());
+  CHECK(env.at("API_KEY").env == "NOTIFY_KEY");
+  CHECK(env.at("EMPTY").literal.empty());
+  CHECK(std::get<ExecHandler>(
+            one_handler(R"({"name": "x", "type": "exec", "command": ["a"]})").settings)
+            .env.empty());
+  const auto bad_env = [](std::string_view env) {
+    return handler_error(R"({"name": "x", "type": "exec", "command": ["a"], "env": )" +
+                         std::string(env) + "}");
+  };
+  CHECK(bad_env(R"({"1BAD": "v"})") ==
+        "handlers[0].env.1BAD: not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+  CHECK(bad_env(R"({"A=B": "v"})") ==
+        "handlers[0].env.A=B: not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+  // A literal may be a secret: never quoted. Line breaks are fine in a variable, NUL is not.
+  CHECK(bad_env(R"({"K": 1})") ==
+        R"(handlers[0].env.K: must be a string or {"env": "NAME"}, got a number)");
+  CHECK(bad_env(R"({"K": "a\u0000b"})") == "handlers[0].env.K: must not contain NUL characters");
+  CHECK(one_handler(R"({"name": "x", "type": "exec", "command": ["a"], "env": {"K": "a\nb"}})")
+            .name == "x");
+  CHECK(bad_env(R"({"K": {}})") == "handlers[0].env.K.env: required");
+  CHECK(
+      bad_env(R"({"K": {"env": "bad-name"}})") ==
+      R"(handlers[0].env.K.env: must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got "bad-name")");
+  CHECK(bad_env(R"(["K=v"])") == "handlers[0].env: must be an object, got an array");
+  // token_command_env on the download handler is read the same way.
+  const Handler d = one_handler(R"({"name": "d", "type": "download", "dir": "/dl",
+    "token_command": ["get-token"], "token_command_env": {"CLIENT_SECRET": {"env": "IDP_SECRET"}}})");
+  CHECK(std::get<DownloadHandler>(d.settings).token_command_env.at("CLIENT_SECRET").env ==
+        "IDP_SECRET");
+  CHECK(handler_error(R"({"name": "x", "type": "file", "dir": "d", "env": {}})") ==
+        "handlers[0].env: unknown key");
+}
+
 TEST_CASE("config handlers: http") {
   const Handler h = one_handler(R"({"name": "h", "type": "http",
     "url": "https://ingest.example.org:8443/in?x=1",

@@ -22,7 +22,11 @@ constexpr std::string_view kSecretConfig = R"({
     {"name": "fwd", "type": "http", "url": "https://fwduser:fwd-pass-3333@example.org/in",
      "headers": {"X-Api-Key": "key-CCCC-4444", "Authorization": {"env": "FWD_AUTH"}}},
     {"name": "bus", "type": "nats", "servers": ["nats://bare-token-5555@n2:4222"],
-     "subject": "s"}
+     "subject": "s"},
+    {"name": "run", "type": "exec", "command": ["notify"],
+     "env": {"API_KEY": "exec-key-6666", "FROM": {"env": "EXEC_SECRET"}}},
+    {"name": "dl", "type": "download", "dir": "/dl", "token_command": ["get-token"],
+     "token_command_env": {"CLIENT_SECRET": "client-8888"}}
   ]
 })";
 
@@ -31,7 +35,7 @@ TEST_CASE("config output: no secret appears the token count does") {
   const std::string json = to_redacted_json(c);
   CAPTURE(json);
   for (const char* secret : {"tok-AAAA-1111", "tok-BBBB-2222", "key-CCCC-4444", "fwd-pass-3333",
-                             "js-pass-7777", "bare-token-5555"}) {
+                             "js-pass-7777", "bare-token-5555", "exec-key-6666", "client-8888"}) {
     CAPTURE(secret);
     CHECK_FALSE(contains(json, secret));
   }
@@ -40,6 +44,11 @@ TEST_CASE("config output: no secret appears the token count does") {
     "<redacted>"
   ])"));
   CHECK(contains(json, R"("X-Api-Key": "<redacted>")"));
+  CHECK(contains(json, R"("API_KEY": "<redacted>")"));
+  CHECK(contains(json, R"("CLIENT_SECRET": "<redacted>")"));
+  CHECK(contains(json, R"("FROM": {
+          "env": "EXEC_SECRET"
+        })"));
   CHECK(contains(json, R"("Authorization": {
           "env": "FWD_AUTH"
         })"));
@@ -140,6 +149,7 @@ TEST_CASE("config output: a handler shows its type keys effective retry and filt
       "token_env": null,
       "token_file": "/run/t",
       "token_command": null,
+      "token_command_env": {},
       "store": "ndjson",
       "connect_timeout_ms": 10000,
       "idle_timeout_ms": 60000,

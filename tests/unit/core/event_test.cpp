@@ -509,6 +509,30 @@ TEST_SUITE("core/event") {
     expect_clean(parse_event(with("/Meta/Source/ID", R"("7CE6F387-C33C-117D-8682-81E83628CBD9")")));
   }
 
+  TEST_CASE("Log ID and AttemptID: control characters or more than 256 bytes are errors") {
+    for (const char* path : {"/Meta/Logs/0/ID", "/Meta/Logs/0/AttemptID"}) {
+      CAPTURE(path);
+      // An escape sequence (clears a terminal), a newline, DEL and a C1 control (U+009B, CSI).
+      expect_only_error(parse_event(with(path, R"("\u001b[2J")")), path,
+                        "must not contain control characters, found one at byte 0");
+      expect_only_error(parse_event(with(path, R"("ab\ncd")")), path,
+                        "must not contain control characters, found one at byte 2");
+      expect_only_error(parse_event(with(path, R"("abc\u007f")")), path,
+                        "must not contain control characters, found one at byte 3");
+      expect_only_error(parse_event(with(path, R"("a\u009b")")), path,
+                        "must not contain control characters, found one at byte 1");
+      expect_only_error(parse_event(with(path, "\"" + std::string(257, 'a') + "\"")), path,
+                        "must be at most 256 bytes, got 257");
+      // 256 bytes is still only a warning (not a UUID); other non-ASCII characters are fine.
+      expect_only_warning(parse_event(with(path, "\"" + std::string(256, 'a') + "\"")), path,
+                          "should be a UUID, got \"" + std::string(80, 'a') + "\"... (256 bytes)");
+      expect_only_warning(parse_event(with(path, "\"caf\xC3\xA9\"")), path,
+                          "should be a UUID, got \"caf\xC3\xA9\"");
+    }
+    // Source and Destinations IDs are not Log IDs: they keep the warning only.
+    CHECK(parse_event(with("/Meta/Source/ID", R"("a\u001b")")).ok());
+  }
+
   TEST_CASE("warning: EventDateTime and transactionTime not ISO 8601") {
     expect_only_warning(parse_event(with("/Meta/EventDateTime", R"("yesterday")")),
                         "/Meta/EventDateTime",

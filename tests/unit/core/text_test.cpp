@@ -162,4 +162,49 @@ TEST_SUITE("core/text") {
           "caf\xC3\xA9 \xE2\x9C\x93");  // UTF-8 untouched
     CHECK(json_escape("\x7f") == "\x7f");
   }
+
+  TEST_CASE("json_escape: invalid UTF-8 becomes U+FFFD one per byte") {
+    const std::string fffd = "\xEF\xBF\xBD";
+    CHECK(json_escape("a\xFF"
+                      "b") == "a" + fffd + "b");
+    CHECK(json_escape("\xC3") == fffd);                                   // truncated sequence
+    CHECK(json_escape("\xC0\xAF") == fffd + fffd);                        // overlong '/'
+    CHECK(json_escape("\xED\xA0\x80") == fffd + fffd + fffd);             // a surrogate
+    CHECK(json_escape("\xF4\x90\x80\x80") == fffd + fffd + fffd + fffd);  // past U+10FFFF
+    CHECK(json_escape("\xF0\x9F\x98\x80") == "\xF0\x9F\x98\x80");         // U+1F600 is fine
+    CHECK(is_valid_utf8(json_escape("\x80\x81\"\xFE")));
+  }
+
+  TEST_CASE("is_valid_utf8") {
+    CHECK(is_valid_utf8(""));
+    CHECK(is_valid_utf8("caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x98\x80"));
+    CHECK_FALSE(is_valid_utf8("\xFF"));
+    CHECK_FALSE(is_valid_utf8("\xE2\x9C"));
+    CHECK_FALSE(is_valid_utf8("\xC1\xBF"));
+  }
+
+  TEST_CASE("find_control_character: C0 DEL and C1 (encoded or a lone byte)") {
+    CHECK_FALSE(find_control_character("plain caf\xC3\xA9").has_value());
+    CHECK(find_control_character("ab\x1b[2J") == 2u);
+    CHECK(find_control_character("\0"sv) == 0u);
+    CHECK(find_control_character("x\x7f") == 1u);
+    CHECK(find_control_character("xy\xC2\x9B") == 2u);            // U+009B
+    CHECK(find_control_character("xyz\x9B") == 3u);               // a lone C1 byte
+    CHECK_FALSE(find_control_character("\xC2\xA0").has_value());  // U+00A0 is not a control
+  }
+
+  TEST_CASE("printable: control characters and invalid UTF-8 become visible escapes") {
+    CHECK(printable("plain text caf\xC3\xA9") == "plain text caf\xC3\xA9");
+    CHECK(printable("\x1b[2J\x1b]0;title\x07") == R"(\x1b[2J\x1b]0;title\x07)");
+    CHECK(printable("a\nb\tc\rd") == R"(a\nb\tc\rd)");
+    CHECK(printable("\0\x7f"sv) == R"(\x00\x7f)");
+    CHECK(printable("\xC2\x9B") == R"(\u009b)");
+    CHECK(printable("\x9B\xFF") == R"(\x9b\xff)");
+    CHECK(printable(R"(C:\dir)") == R"(C:\dir)");
+    // Whatever the input, no byte of the output is a control character.
+    std::string all;
+    for (int b = 0; b < 256; ++b)
+      all.push_back(static_cast<char>(b));
+    CHECK_FALSE(find_control_character(printable(all)).has_value());
+  }
 }

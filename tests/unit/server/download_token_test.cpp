@@ -2,12 +2,15 @@
 #include "server/handlers/download_token.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -121,6 +124,56 @@ TEST_CASE("download: token_command is run and renewed once per session after a 4
   // Renewed once: a second 401 is final.
   CHECK_FALSE(session.renew_after_401(renewed->generation).has_value());
   CHECK(TokenSession(source).current().value == "cmd-secret-3");  // a new delivery runs it again
+}
+
+TEST_CASE("download: token_command runs isolated - fds 0-2 and only its token_command_env") {
+  TempDir tmp;
+  const fs::path dump = tmp.path / "dump";
+  const fs::path script = tmp.path / "token.sh";
+  write(script,
+        "#!/bin/sh\nenv > '" + dump.string() + ".env'\nls -l /proc/self/fd > '" + dump.string() +
+            ".fds'\necho isolated-token\n",
+        fs::perms::owner_all);
+  ::setenv("FBR_VERIFICATION_TOKEN", "vt-do-not-leak", 1);
+  ::setenv("DL_TOKEN_SECRET", "dl-do-not-leak", 1);
+  ::setenv("FBR_TEST_CLIENT_SECRET", "client-secret-for-the-command", 1);
+  auto s = settings();
+  s.token_command = {script.string()};
+  s.token_command_env = {{"CLIENT_SECRET", {"", "FBR_TEST_CLIENT_SECRET"}},
+                         {"TOKEN_URL", {"https://idp.invalid/token", ""}}};
+  const TokenSource source(s, "dl");
+  const int leaked = ::open("/dev/null", O_RDONLY);  // inheritable, as Asio's sockets are
+  const std::string token = source.fetch();
+  ::close(leaked);
+  ::unsetenv("FBR_VERIFICATION_TOKEN");
+  ::unsetenv("DL_TOKEN_SECRET");
+  ::unsetenv("FBR_TEST_CLIENT_SECRET");
+  CHECK(token == "isolated-token");
+  std::ifstream env_in(dump.string() + ".env");
+  const std::string env{std::istreambuf_iterator<char>(env_in), std::istreambuf_iterator<char>()};
+  INFO(env);
+  CHECK(env.find("do-not-leak") == std::string::npos);
+  CHECK(env.find("CLIENT_SECRET=client-secret-for-the-command\n") != std::string::npos);
+  CHECK(env.find("TOKEN_URL=https://idp.invalid/token\n") != std::string::npos);
+  std::ifstream fds_in(dump.string() + ".fds");
+  std::set<std::string> fds;
+  for (std::string line; std::getline(fds_in, line);) {
+    const auto arrow = line.find(" -> ");
+    if (arrow == std::string::npos || line.ends_with("/fd")) continue;  // ls's own directory
+    const auto space = line.rfind(' ', arrow - 1);
+    fds.insert(line.substr(space + 1, arrow - space - 1));
+  }
+  CHECK(fds == std::set<std::string>{"0", "1", "2"});
+}
+
+TEST_CASE("download: a token_command_env variable that is unset stops the handler at start") {
+  ::unsetenv("FBR_TEST_UNSET_VARIABLE");
+  auto s = settings();
+  s.token_command = {"/bin/true"};
+  s.token_command_env = {{"NEEDED", {"", "FBR_TEST_UNSET_VARIABLE"}}};
+  CHECK_THROWS_WITH(TokenSource(s, "dl"),
+                    "handler dl: token_command_env.NEEDED takes its value from the environment "
+                    "variable FBR_TEST_UNSET_VARIABLE, which is not set");
 }
 
 TEST_CASE("download: a failing token_command reports its stderr never its stdout") {

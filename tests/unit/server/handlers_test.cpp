@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -128,7 +129,7 @@ fbr::config::Handler exec_config(std::vector<std::string> command, std::uint32_t
   fbr::config::Handler h;
   h.name = "run-it";
   h.type = "exec";
-  h.settings = fbr::config::ExecHandler{std::move(command), timeout_ms};
+  h.settings = fbr::config::ExecHandler{std::move(command), timeout_ms, {}};
   return h;
 }
 
@@ -349,6 +350,20 @@ TEST_CASE("handler: file_stem keeps safe Log IDs and hashes anything else") {
   CHECK(file_stem(".hidden").starts_with("sha256-"));
   CHECK(file_stem("").starts_with("sha256-"));
   CHECK(file_stem(std::string(300, 'a')).starts_with("sha256-"));
+}
+
+TEST_CASE("handler: file_stem hashes a Log ID that starts with the hash prefix (no collision)") {
+  // The hashed name of an event without a Log ID, given literally as another event's Log ID.
+  const std::string hashed = file_stem("sha256:" + std::string(64, '0'));
+  REQUIRE(hashed.starts_with("sha256-"));
+  CHECK(file_stem(hashed) == "sha256-" + fbr::core::sha256_hex(hashed));
+  CHECK(file_stem(hashed) != hashed);
+  CHECK(file_stem("SHA256-abc") == "sha256-" + fbr::core::sha256_hex("SHA256-abc"));
+  CHECK(file_stem("sha256-") == "sha256-" + fbr::core::sha256_hex("sha256-"));
+  // Names that merely look alike are kept as they were.
+  CHECK(file_stem("sha256") == "sha256");
+  CHECK(file_stem("sha256_x") == "sha256_x");
+  CHECK(file_stem("my-sha256-x") == "my-sha256-x");
 }
 
 TEST_CASE("handler: make_handler builds a nats handler that retries while NATS is unreachable") {
@@ -575,6 +590,65 @@ TEST_CASE("handler exec: exit 0 is done - the event arrives on stdin in a file a
   CHECK_FALSE(contains(env, "do-not-leak"));
   CHECK(fs::is_empty(tmp.path / "data" / "tmp"));  // the event file is removed after the run
   CHECK(mode_of(tmp.path / "data" / "tmp") == 0700);
+}
+
+TEST_CASE("handler exec: the child gets only fds 0-2 the allowlist and its env entries") {
+  TempDir tmp;
+  TestLog log;
+  ::setenv("FBR_VERIFICATION_TOKEN", "vt-do-not-leak", 1);
+  ::setenv("SECRET_X", "x-do-not-leak", 1);
+  ::setenv("FBR_TEST_EXEC_SOURCE", "from-the-service", 1);
+  const fs::path out = tmp.path / "out";
+  fs::create_directory(out);
+  auto config = exec_config(
+      {"sh", "-c", R"(env > "$1/env"; ls -l /proc/self/fd > "$1/fds")", "sh", out.string()}, 5000);
+  std::get<fbr::config::ExecHandler>(config.settings).env = {
+      {"LITERAL_X", {"a literal", ""}}, {"FROM_SERVICE", {"", "FBR_TEST_EXEC_SOURCE"}}};
+  auto handler = make_handler(config, tmp.path / "data", log.logger);
+  // Read at start: a later change of the service's environment does not matter.
+  ::setenv("FBR_TEST_EXEC_SOURCE", "changed", 1);
+  const Outcome outcome = handler->deliver(delivery_for("log-2", event_body("log-2")));
+  ::unsetenv("FBR_VERIFICATION_TOKEN");
+  ::unsetenv("SECRET_X");
+  ::unsetenv("FBR_TEST_EXEC_SOURCE");
+  INFO(outcome.message);
+  REQUIRE(outcome.kind == Outcome::Kind::kDone);
+  const std::string env = read_file(out / "env");
+  INFO(env);
+  CHECK_FALSE(contains(env, "do-not-leak"));
+  CHECK(contains(env, "LITERAL_X=a literal\n"));
+  CHECK(contains(env, "FROM_SERVICE=from-the-service\n"));
+  std::set<std::string> names;
+  for (const auto& line : lines_of(out / "env"))
+    names.insert(line.substr(0, line.find('=')));
+  // sh adds PWD (and may add SHLVL, _) itself; nothing else is there.
+  names.erase("PWD");
+  names.erase("SHLVL");
+  names.erase("_");
+  names.erase("OLDPWD");
+  for (const char* allowed : {"PATH", "HOME", "LANG", "TZ"})
+    names.erase(allowed);
+  CHECK(names == std::set<std::string>{"LITERAL_X", "FROM_SERVICE", "FBR_LOG_ID", "FBR_EVENT_KEY",
+                                       "FBR_ATTEMPT_ID", "FBR_STATUS", "FBR_EVENT_FILE",
+                                       "FBR_HANDLER", "FBR_DELIVERY_ATTEMPT"});
+  std::set<std::string> fds;
+  for (const auto& line : lines_of(out / "fds")) {
+    const auto arrow = line.find(" -> ");
+    if (arrow == std::string::npos || line.ends_with("/fd")) continue;  // ls's own directory
+    fds.insert(line.substr(line.rfind(' ', arrow - 1) + 1, arrow - line.rfind(' ', arrow - 1) - 1));
+  }
+  CHECK(fds == std::set<std::string>{"0", "1", "2"});
+}
+
+TEST_CASE("handler exec: an env entry whose variable is unset stops the handler from starting") {
+  TestLog log;
+  ::unsetenv("FBR_TEST_UNSET_VARIABLE");
+  auto config = exec_config({"true"}, 5000);
+  std::get<fbr::config::ExecHandler>(config.settings).env = {
+      {"NEEDED", {"", "FBR_TEST_UNSET_VARIABLE"}}};
+  CHECK_THROWS_WITH(make_handler(config, "/tmp", log.logger),
+                    "handler run-it: env.NEEDED takes its value from the environment variable "
+                    "FBR_TEST_UNSET_VARIABLE, which is not set");
 }
 
 TEST_CASE("handler exec: a non-zero exit is retried with the end of stderr") {
