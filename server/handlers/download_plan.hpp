@@ -22,6 +22,9 @@ struct FileTask {
   std::optional<std::int64_t> count;  ///< the entry's `count`, checked when given
   std::string expected_type;  ///< resourceType of every line (error files: OperationOutcome)
   std::string file;  ///< path under the event's folder, e.g. "error/OperationOutcome.1.ndjson"
+  /// `url` without its query (presigned URLs carry credentials there): what logs, log.ndjson,
+  /// manifest.json and messages show.
+  std::string shown_url;
 };
 
 /// Every file of the event, output[] then error[] then deleted[]; `gzip`: names end in .ndjson.gz.
