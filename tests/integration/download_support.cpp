@@ -1,6 +1,7 @@
 #include "tests/integration/download_support.hpp"
 
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -210,6 +211,23 @@ ServerConfig download_config(const std::vector<std::string>& handlers) {
     config.extra_members += (i == 0 ? "" : ", ") + handlers[i];
   config.extra_members += "]";
   return config;
+}
+
+void post_ok(const Server& server, const std::string& body) {
+  const auto r = http(server.port(), post_event(body));
+  REQUIRE_MESSAGE(r.status == 200, "POST answered ", r.status, " ", r.body);
+}
+
+dispatch::DeliveryInfo wait_state(const Server& server, const std::string& log_id,
+                                  const std::string& handler, const std::string& state) {
+  std::optional<dispatch::DeliveryInfo> last;
+  const bool reached =
+      dispatch::wait_for_state(server, log_id, handler, state, std::chrono::seconds(30), &last);
+  INFO(dispatch::describe_deliveries(server));
+  INFO(server.log_tail(30));
+  REQUIRE_MESSAGE(reached, "delivery of ", log_id, " to ", handler, " never became ", state,
+                  " (last error: ", last ? last->last_error : "<no row>", ")");
+  return *last;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,6 +74,13 @@ std::string download_handler(const std::string& name, const std::filesystem::pat
 /// outcomes, not for back-off).
 ServerConfig download_config(const std::vector<std::string>& handlers);
 
+/// POSTs the event; fails the test unless the answer is 200.
+void post_ok(const Server& server, const std::string& body);
+/// Waits (30 s) for the delivery to reach `state`; fails the test with the journal and the log
+/// otherwise.
+dispatch::DeliveryInfo wait_state(const Server& server, const std::string& log_id,
+                                  const std::string& handler, const std::string& state);
+
 // ---------------------------------------------------------------------------------------------
 // Files on disk
 

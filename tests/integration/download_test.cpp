@@ -38,23 +38,6 @@ constexpr auto kDeadline = std::chrono::seconds(30);
     return;                                    \
   }
 
-void post_ok(const Server& server, const std::string& body) {
-  const auto r = http(server.port(), post_event(body));
-  REQUIRE_MESSAGE(r.status == 200, "POST answered ", r.status, " ", r.body);
-}
-
-/// Waits for the delivery to reach `state`; fails the test with the journal and log otherwise.
-DeliveryInfo wait_state(const Server& server, const std::string& log_id, const std::string& handler,
-                        const std::string& state) {
-  std::optional<DeliveryInfo> last;
-  const bool reached = wait_for_state(server, log_id, handler, state, kDeadline, &last);
-  INFO(describe_deliveries(server));
-  INFO(server.log_tail(30));
-  REQUIRE_MESSAGE(reached, "delivery of ", log_id, " to ", handler, " never became ", state,
-                  " (last error: ", last ? last->last_error : "<no row>", ")");
-  return *last;
-}
-
 /// Files whose names say they are not finished (temp, part, sidecar).
 std::vector<std::string> unfinished_files(const fs::path& dir) {
   std::vector<std::string> out;

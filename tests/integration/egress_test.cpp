@@ -28,29 +28,12 @@ using namespace fbr::itest::download;
 using dispatch::DeliveryInfo;
 using dispatch::describe_deliveries;
 using dispatch::poll_until;
-using dispatch::wait_for_state;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
 constexpr auto kDeadline = std::chrono::seconds(30);
-
-void post_ok(const Server& server, const std::string& body) {
-  const auto r = http(server.port(), post_event(body));
-  REQUIRE_MESSAGE(r.status == 200, "POST answered ", r.status, " ", r.body);
-}
-
-DeliveryInfo wait_state(const Server& server, const std::string& log_id, const std::string& handler,
-                        const std::string& state) {
-  std::optional<DeliveryInfo> last;
-  const bool reached = wait_for_state(server, log_id, handler, state, kDeadline, &last);
-  INFO(describe_deliveries(server));
-  INFO(server.log_tail(30));
-  REQUIRE_MESSAGE(reached, "delivery of ", log_id, " to ", handler, " never became ", state,
-                  " (last error: ", last ? last->last_error : "<no row>", ")");
-  return *last;
-}
 
 bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
