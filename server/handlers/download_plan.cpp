@@ -2,8 +2,6 @@
 
 #include <map>
 
-#include "core/url.hpp"
-
 namespace fbr::server::download {
 
 std::string safe_type_name(std::string_view type) {
@@ -26,7 +24,7 @@ std::vector<FileTask> plan_files(const core::Event& event, bool gzip) {
       const core::OutputFile& f = files[i];
       const std::string name = safe_type_name(f.type);
       const int n = ++per_type[name];
-      FileTask task{list, i, f.type, f.url, f.count, f.type, {}, core::redacted_url(f.url)};
+      FileTask task{list, i, f.type, f.url, f.count, f.type, {}};
       if (list == "error") task.expected_type = "OperationOutcome";
       task.file = folder + name + "." + std::to_string(n) + extension;
       tasks.push_back(std::move(task));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/event.hpp"
+#include "core/url.hpp"
 
 namespace fbr::server::download {
 
@@ -24,7 +25,7 @@ struct FileTask {
   std::string file;  ///< path under the event's folder, e.g. "error/OperationOutcome.1.ndjson"
   /// `url` without its query (presigned URLs carry credentials there): what logs, log.ndjson,
   /// manifest.json and messages show.
-  std::string shown_url;
+  [[nodiscard]] std::string shown_url() const { return core::redacted_url(url); }
 };
 
 /// Every file of the event, output[] then error[] then deleted[]; `gzip`: names end in .ndjson.gz.

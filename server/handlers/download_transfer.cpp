@@ -566,7 +566,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
   const std::filesystem::path part = part_path(final_path);
   const std::filesystem::path info_path = part_info_path(final_path);
   const std::string part_name = part.string();
-  const std::string shown = task.file + " (" + task.shown_url + ")";
+  const std::string shown = task.file + " (" + task.shown_url() + ")";
   const std::string url_sha256 = core::sha256_hex(task.url);
   const Limits limits{settings.max_file_bytes, settings.max_decompression_ratio,
                       settings.store_gzip, event.budget};
@@ -603,7 +603,8 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     posix::sync(part_fd.get(), part_name);
     const std::uint64_t raw_size = receiver->raw_bytes();
     const int layers = receiver->gzip_layers();
-    FileRecord record{task.list, task.index, task.type, task.shown_url, task.file, 0, 0, 0, {}, 0};
+    FileRecord record{task.list, task.index, task.type, task.shown_url(), task.file, 0, 0,
+                      0,         {},         0};
     if ((layers == 0 && !settings.store_gzip) || (layers == 1 && settings.store_gzip)) {
       record.bytes = raw_size;
       record.sha256 = receiver->raw_sha256();

@@ -467,3 +467,40 @@ TEST_CASE(
   CHECK(http(server.port(), get("/readyz")).status == 200);
   server.terminate();
 }
+
+TEST_CASE(
+    "egress: query strings are cut from manifest.json, log.ndjson, errors and the log; the journal "
+    "keeps them") {
+  const std::string secret = "sig-secret-7777";
+  const std::string body = patient_lines(10);
+  FileServer files;
+  files.put("/q/Patient.ndjson", Resource(body));
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "dl";
+  Server server(tmp, download_config({download_handler("fetch", dir)}));
+  const std::string query = "?X-Amz-Signature=" + secret + "&X-Amz-Credential=cred#frag";
+  const std::string done_id = new_log_id();
+  const std::string dead_id = new_log_id();
+  post_ok(server,
+          export_event(done_id, {{"Patient", files.url("/q/Patient.ndjson" + query)}}, false));
+  post_ok(server,
+          export_event(dead_id, {{"Patient", files.url("/gone/Patient.ndjson" + query)}}, false));
+  wait_state(server, done_id, "fetch", "done");
+  const DeliveryInfo dead = wait_state(server, dead_id, "fetch", "dead");
+  CHECK(files.requests("/q/Patient.ndjson").at(0).target ==
+        "/q/Patient.ndjson" + query.substr(0, query.find('#')));
+  const std::string manifest = read_file(dir / done_id / "manifest.json");
+  CHECK(contains(manifest, "\"url\": \"" + files.url("/q/Patient.ndjson") + "\""));
+  CHECK(contains(dead.last_error, "(" + files.url("/gone/Patient.ndjson") + "): HTTP 404"));
+  for (const std::string& text :
+       {manifest, read_file(dir / done_id / "log.ndjson"), read_file(dir / dead_id / "log.ndjson"),
+        dead.last_error, server.log()}) {
+    CHECK_FALSE(contains(text, secret));
+    CHECK_FALSE(contains(text, "cred"));
+  }
+  // The journal keeps the event as it came.
+  std::string journal = read_file(server.journal_path());
+  if (fs::exists(server.journal_path().string() + "-wal"))
+    journal += read_file(server.journal_path().string() + "-wal");
+  CHECK(contains(journal, secret));
+}
