@@ -3,6 +3,7 @@
 // each naming its key path, and no message ever echoes a secret.
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
@@ -21,6 +22,8 @@
 #include <set>
 #include <string_view>
 #include <utility>
+
+#include "core/url.hpp"
 
 extern char** environ;
 
@@ -221,22 +224,30 @@ bool is_http_url(std::string_view url) {
   return !host.empty() && host != "[]";
 }
 
-/// The URL with the password of its user info (or the whole user info, a bare token) redacted.
-std::string redact_userinfo(std::string_view url) {
-  const auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return std::string(url);
-  const std::size_t start = scheme_end + 3;
-  const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());
-  const auto at = url.substr(start, end - start).rfind('@');
-  if (at == std::string_view::npos) return std::string(url);
-  const std::string_view userinfo = url.substr(start, at);
-  std::string out(url.substr(0, start));
-  if (const auto colon = userinfo.find(':'); colon != std::string_view::npos) {
-    out += userinfo.substr(0, colon + 1);
+/// An allowed_hosts / token_hosts entry: a host name (letters, digits, '-', '_', dots between
+/// non-empty labels, an optional trailing dot), "*." and a name, or an IPv4 or IPv6 literal (with
+/// or without brackets).
+bool is_host_pattern(std::string_view s) {
+  if (s.starts_with('[') && s.ends_with(']')) s = s.substr(1, s.size() - 2);
+  if (s.find(':') != std::string_view::npos) {
+    unsigned char address[16];
+    return ::inet_pton(AF_INET6, std::string(s).c_str(), address) == 1;
   }
-  out += kRedacted;
-  out += url.substr(start + at);
-  return out;
+  if (s.starts_with("*.")) s.remove_prefix(2);
+  if (s.ends_with('.')) s.remove_suffix(1);
+  if (s.empty() || s.size() > 253) return false;
+  std::size_t label = 0;
+  for (const char c : s) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+    } else if (is_alnum(c) || c == '-' || c == '_') {
+      if (++label > 63) return false;
+    } else {
+      return false;
+    }
+  }
+  return label > 0;
 }
 
 std::optional<std::uint64_t> parse_decimal(std::string_view s) {
@@ -595,6 +606,23 @@ void read_child_environment(Reader& r, const Value& v, const std::string& path,
   });
 }
 
+/// allowed_hosts / token_hosts: an array (possibly empty) of host patterns.
+bool read_host_patterns(Reader& r, const Value& v, const std::string& path,
+                        std::vector<std::string>& out) {
+  std::vector<std::string> hosts;
+  if (!r.strings(v, path, hosts, true)) return false;
+  bool ok = true;
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    if (!is_host_pattern(hosts[i])) {
+      r.fail(element(path, i), "must be a host name, \"*.\" and a name, or an IP address, got " +
+                                   json_quoted(hosts[i]));
+      ok = false;
+    }
+  }
+  if (ok) out = std::move(hosts);
+  return ok;
+}
+
 // Keys that belong to one handler type; a key of another type is an unknown key.
 bool is_type_key(std::string_view type, std::string_view key) {
   static const std::map<std::string_view, std::set<std::string_view>> kKeys = {
@@ -603,7 +631,9 @@ bool is_type_key(std::string_view type, std::string_view key) {
       {"http", {"url", "headers", "timeout_ms"}},
       {"download",
        {"dir", "parallel", "token_env", "token_file", "token_command", "token_command_env", "store",
-        "connect_timeout_ms", "idle_timeout_ms", "transfer_attempts", "max_retry_wait_ms"}},
+        "connect_timeout_ms", "idle_timeout_ms", "transfer_attempts", "max_retry_wait_ms",
+        "allowed_hosts", "allow_private_addresses", "token_hosts", "max_file_bytes",
+        "max_event_bytes", "max_decompression_ratio", "min_free_bytes"}},
       {"nats", {"servers", "subject", "stream", "credentials_file"}},
   };
   if (!type.empty()) {
@@ -648,6 +678,27 @@ void read_type_key(Reader& r, std::string_view key, const Value& v, const std::s
     if (key == "idle_timeout_ms") r.integer(v, p, download->idle_timeout_ms, 1, kMaxU32);
     if (key == "transfer_attempts") r.integer(v, p, download->transfer_attempts, 1, 100);
     if (key == "max_retry_wait_ms") r.integer(v, p, download->max_retry_wait_ms, 0, kMaxU32);
+    if (key == "allowed_hosts") read_host_patterns(r, v, p, download->egress.allowed_hosts);
+    if (key == "allow_private_addresses") {
+      std::optional<bool> allow;
+      if (!v.IsBool()) {
+        r.expected(p, "true or false", v);
+      } else if (r.boolean(v, p, allow)) {
+        download->egress.allow_private_addresses = allow.value_or(false);
+      }
+    }
+    if (key == "token_hosts" && !v.IsNull()) {
+      std::vector<std::string> hosts;
+      if (read_host_patterns(r, v, p, hosts)) download->egress.token_hosts = std::move(hosts);
+    }
+    if (key == "max_file_bytes") r.integer(v, p, download->max_file_bytes, 1, kMaxI64);
+    if (key == "max_event_bytes") r.integer(v, p, download->max_event_bytes, 1, kMaxI64);
+    if (key == "max_decompression_ratio")
+      r.integer(v, p, download->max_decompression_ratio, 1, 1'000'000);
+    if (key == "min_free_bytes" && !v.IsNull()) {
+      std::uint64_t bytes = 0;
+      if (r.integer(v, p, bytes, 0, kMaxI64)) download->min_free_bytes = bytes;
+    }
   } else if (auto* nats = std::get_if<NatsHandler>(&handler.settings)) {
     if (key == "servers") r.strings(v, p, nats->servers, false);
     if (key == "subject") r.string(v, p, nats->subject);
@@ -1210,7 +1261,7 @@ void put_when(PrettyWriter& w, const core::WhenFilter& when) {
 void put_servers(PrettyWriter& w, const std::vector<std::string>& servers) {
   w.StartArray();
   for (const auto& server : servers)
-    put(w, redact_userinfo(server));
+    put(w, core::redacted_url(server));
   w.EndArray();
 }
 
@@ -1255,7 +1306,7 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
     put_literals_redacted(w, exec->env);
   } else if (const auto* http = std::get_if<HttpHandler>(&handler.settings)) {
     key(w, "url");
-    put(w, redact_userinfo(http->url));
+    put(w, core::redacted_url(http->url));
     key(w, "headers");
     put_literals_redacted(w, http->headers);
     key(w, "timeout_ms");
@@ -1287,6 +1338,28 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
     w.Uint(download->transfer_attempts);
     key(w, "max_retry_wait_ms");
     w.Uint(download->max_retry_wait_ms);
+    key(w, "allowed_hosts");
+    put_strings(w, download->egress.allowed_hosts);
+    key(w, "allow_private_addresses");
+    w.Bool(download->egress.allow_private_addresses);
+    key(w, "token_hosts");
+    if (download->egress.token_hosts) {
+      put_strings(w, *download->egress.token_hosts);
+    } else {
+      w.Null();
+    }
+    key(w, "max_file_bytes");
+    w.Uint64(download->max_file_bytes);
+    key(w, "max_event_bytes");
+    w.Uint64(download->max_event_bytes);
+    key(w, "max_decompression_ratio");
+    w.Uint(download->max_decompression_ratio);
+    key(w, "min_free_bytes");
+    if (download->min_free_bytes) {
+      w.Uint64(*download->min_free_bytes);
+    } else {
+      w.Null();
+    }
   } else if (const auto* nats = std::get_if<NatsHandler>(&handler.settings)) {
     key(w, "servers");
     put_servers(w, nats->servers);

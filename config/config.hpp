@@ -87,6 +87,14 @@ struct HttpHandler {
   std::map<std::string, HeaderValue> headers;
   std::uint32_t timeout_ms = 10'000;
 };
+/// Where URLs that come from events may lead (the download handler's; server/handlers/egress.hpp
+/// applies it). Host patterns: exact names, "*.suffix", IPv4 and IPv6 literals.
+struct Egress {
+  std::vector<std::string> allowed_hosts;  ///< empty: any host whose addresses are public
+  bool allow_private_addresses = false;    ///< loopback, RFC 1918, link-local, ... for any host
+  /// Hosts that get the access token; nullopt: the host of the event's `request` URL.
+  std::optional<std::vector<std::string>> token_hosts;
+};
 struct DownloadHandler {
   std::string dir;
   int parallel = 4;
@@ -101,6 +109,12 @@ struct DownloadHandler {
   /// Longest wait (Retry-After or back-off) between those tries; a server asking for more ends
   /// the attempt and the delivery's retry policy takes over.
   std::uint32_t max_retry_wait_ms = 30'000;
+  Egress egress;
+  std::uint64_t max_file_bytes = 16ULL << 30;    ///< received or NDJSON bytes of one file
+  std::uint64_t max_event_bytes = 256ULL << 30;  ///< stored bytes of one event's files
+  std::uint32_t max_decompression_ratio = 100;   ///< NDJSON bytes over received bytes
+  /// Free space the download volume keeps; nullopt: 5 % of it or 1 GiB, whichever is smaller.
+  std::optional<std::uint64_t> min_free_bytes;
 };
 struct NatsHandler {
   std::vector<std::string> servers;

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/url.hpp"
+
 namespace fbr::server::nats {
 namespace {
 
@@ -14,14 +16,6 @@ void open_library() {
 }
 
 }  // namespace
-
-std::string redact_url(const std::string& url) {
-  const auto scheme = url.find("://");
-  const auto from = scheme == std::string::npos ? 0 : scheme + 3;
-  const auto at = url.find('@', from);
-  if (at == std::string::npos) return url;
-  return url.substr(0, from) + "***@" + url.substr(at + 1);
-}
 
 std::string status_text(natsStatus status) {
   std::string text = natsStatus_GetText(status);
@@ -36,7 +30,7 @@ std::string connected_url(natsConnection* conn) {
       url[0] == '\0') {
     return "no server";
   }
-  return redact_url(url);
+  return core::redacted_url(url);
 }
 
 std::unique_ptr<Connection> Connection::open(const Options& options, std::string& error) {

@@ -24,9 +24,6 @@ struct Options {
   bool retry_forever = true;
 };
 
-/// A server URL with any user:password@ removed, for logs and errors.
-std::string redact_url(const std::string& url);
-
 /// libnats's text for a status (and, when set, its last error detail).
 std::string status_text(natsStatus status);
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 
+#include "core/url.hpp"
 #include "server/nats_client.hpp"
 #include "server/nats_store.hpp"
 
@@ -39,7 +40,7 @@ std::unique_ptr<nats::Connection> connect(const config::NatsJournal& config, std
   options->name = "fhir-bulk-receiver-cli";
   std::string servers;
   for (const auto& s : config.servers)
-    servers += (servers.empty() ? "" : ", ") + nats::redact_url(s);
+    servers += (servers.empty() ? "" : ", ") + core::redacted_url(s);
   auto connection = nats::Connection::open(*options, error);
   if (!connection) error = "cannot connect to NATS (" + servers + "): " + error;
   return connection;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/text.hpp"
+#include "core/url.hpp"
 
 namespace fbr::server {
 namespace {
@@ -199,7 +200,7 @@ std::string NatsStore::unavailable_reason() const {
   if (!connection_->connected()) {
     std::string servers;
     for (const auto& server : config_.servers)
-      servers += (servers.empty() ? "" : ", ") + nats::redact_url(server);
+      servers += (servers.empty() ? "" : ", ") + core::redacted_url(server);
     return "not connected to NATS (" + servers + ")";
   }
   std::lock_guard lock(mutex_);

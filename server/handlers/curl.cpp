@@ -6,6 +6,8 @@
 #include <new>
 #include <stdexcept>
 
+#include "core/url.hpp"
+
 namespace fbr::server {
 
 void init_curl_once() {
@@ -87,15 +89,7 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
 }
 
 std::string url_for_messages(std::string_view url) {
-  const std::size_t end = url.find_first_of("?#");
-  if (end != std::string_view::npos) url = url.substr(0, end);
-  const std::size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) return std::string(url);
-  const std::size_t authority = scheme + 3;
-  const std::size_t path = std::min(url.find('/', authority), url.size());
-  const std::size_t at = url.substr(0, path).rfind('@');
-  if (at == std::string_view::npos || at < authority) return std::string(url);
-  return std::string(url.substr(0, authority)) + std::string(url.substr(at + 1));
+  return core::redacted_url(url);
 }
 
 }  // namespace fbr::server

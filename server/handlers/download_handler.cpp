@@ -109,6 +109,10 @@ DownloadHandler::DownloadHandler(std::string name, config::DownloadHandler setti
   transfer_.idle_timeout = std::chrono::milliseconds(settings_.idle_timeout_ms);
   transfer_.attempts = static_cast<int>(settings_.transfer_attempts);
   transfer_.max_wait = std::chrono::milliseconds(settings_.max_retry_wait_ms);
+  transfer_.policy = egress::Policy(settings_.egress);
+  transfer_.max_file_bytes = settings_.max_file_bytes;
+  transfer_.max_decompression_ratio = settings_.max_decompression_ratio;
+  transfer_.min_free_bytes = settings_.min_free_bytes;
 }
 
 Outcome DownloadHandler::run(const Delivery& delivery) {
@@ -148,14 +152,18 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
   const std::vector<FileRecord> verified = download::read_verified(event_dir);
   std::vector<std::optional<FileRecord>> records(tasks.size());
   std::vector<std::size_t> todo;
+  std::uint64_t stored = 0;
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     records[i] = still_verified(tasks[i], verified, event_dir);
     if (!records[i]) todo.push_back(i);
+    if (records[i]) stored += records[i]->bytes;
   }
+  download::EventBudget budget(settings_.max_event_bytes, stored);
 
   download::ExportLog export_log(event_dir / download::kLogFile, log_id);
   download::TokenSession session(tokens_);
-  download::TokenSession* token = needs_token ? &session : nullptr;
+  const download::EventContext context{needs_token ? &session : nullptr,
+                                       transfer_.policy.token_hosts(event.request), &budget};
   std::mutex mutex;
   std::vector<TransferResult> failures;
   std::atomic<std::size_t> next{0};
@@ -165,7 +173,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
     TransferResult r;
     try {
       export_log.write("download_request", download::request_detail(task));
-      r = download::transfer_file(task, event_dir, transfer_, token);
+      r = download::transfer_file(task, event_dir, transfer_, context);
       if (r.record) {
         download::append_verified(event_dir, *r.record);
         export_log.write("download_complete", download::complete_detail(*r.record));

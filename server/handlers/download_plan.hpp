@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/event.hpp"
+#include "core/url.hpp"
 
 namespace fbr::server::download {
 
@@ -22,6 +23,9 @@ struct FileTask {
   std::optional<std::int64_t> count;  ///< the entry's `count`, checked when given
   std::string expected_type;  ///< resourceType of every line (error files: OperationOutcome)
   std::string file;  ///< path under the event's folder, e.g. "error/OperationOutcome.1.ndjson"
+  /// `url` without its query (presigned URLs carry credentials there): what logs, log.ndjson,
+  /// manifest.json and messages show.
+  [[nodiscard]] std::string shown_url() const { return core::redacted_url(url); }
 };
 
 /// Every file of the event, output[] then error[] then deleted[]; `gzip`: names end in .ndjson.gz.

@@ -104,7 +104,7 @@ std::string read_whole(const std::filesystem::path& file) {
 }  // namespace
 
 bool FileRecord::is_of(const FileTask& task) const {
-  return list == task.list && index == task.index && type == task.type && url == task.url &&
+  return list == task.list && index == task.index && type == task.type && url == task.shown_url() &&
          file == task.file;
 }
 
@@ -215,7 +215,7 @@ std::string request_detail(const FileTask& task) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
   w.StartObject();
-  put(w, "fileUrl", task.url);
+  put(w, "fileUrl", task.shown_url());
   put(w, "itemType", task.list);
   put(w, "resourceType", task.type);
   w.EndObject();
@@ -250,7 +250,7 @@ std::string error_detail(const FileTask& task, std::optional<long> code, std::st
   } else {
     w.Null();
   }
-  put(w, "fileUrl", task.url);
+  put(w, "fileUrl", task.shown_url());
   put(w, "message", message);
   w.Key("responseHeaders");
   w.StartObject();

@@ -24,7 +24,7 @@ struct FileRecord {
   std::string list;  ///< output, error, deleted
   std::size_t index = 0;
   std::string type;
-  std::string url;
+  std::string url;                 ///< without its query (FileTask::shown_url())
   std::string file;                ///< path under the event's folder
   std::uint64_t bytes = 0;         ///< stored bytes (gzip when store is gzip)
   std::uint64_t ndjson_bytes = 0;  ///< NDJSON bytes (uncompressed)

@@ -1,6 +1,7 @@
 #include "tests/integration/download_support.hpp"
 
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -193,8 +194,11 @@ std::string export_event(const std::string& log_id, const std::vector<EventFile>
 
 std::string download_handler(const std::string& name, const fs::path& dir,
                              const std::string& more) {
+  const bool sets_egress = more.find("\"allowed_hosts\"") != std::string::npos ||
+                           more.find("\"allow_private_addresses\"") != std::string::npos;
   return R"({"name": )" + dispatch::json_string(name) + R"(, "type": "download", "dir": )" +
          dispatch::json_string(dir.string()) + R"(, "max_retry_wait_ms": 3000)" +
+         (sets_egress ? "" : R"(, "allowed_hosts": ["127.0.0.1"])") +
          (more.empty() ? "" : ", " + more) + "}";
 }
 
@@ -207,6 +211,23 @@ ServerConfig download_config(const std::vector<std::string>& handlers) {
     config.extra_members += (i == 0 ? "" : ", ") + handlers[i];
   config.extra_members += "]";
   return config;
+}
+
+void post_ok(const Server& server, const std::string& body) {
+  const auto r = http(server.port(), post_event(body));
+  REQUIRE_MESSAGE(r.status == 200, "POST answered ", r.status, " ", r.body);
+}
+
+dispatch::DeliveryInfo wait_state(const Server& server, const std::string& log_id,
+                                  const std::string& handler, const std::string& state) {
+  std::optional<dispatch::DeliveryInfo> last;
+  const bool reached =
+      dispatch::wait_for_state(server, log_id, handler, state, std::chrono::seconds(30), &last);
+  INFO(dispatch::describe_deliveries(server));
+  INFO(server.log_tail(30));
+  REQUIRE_MESSAGE(reached, "delivery of ", log_id, " to ", handler, " never became ", state,
+                  " (last error: ", last ? last->last_error : "<no row>", ")");
+  return *last;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,13 +397,15 @@ std::vector<std::string> Nginx::access_log() const {
 // ---------------------------------------------------------------------------------------------
 // FileServer
 
-FileServer::FileServer() {
+FileServer::FileServer(const std::string& address) : address_(address) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1 || !address.starts_with("127.")) {
+    throw std::runtime_error("FileServer: not a loopback IPv4 address: " + address);
+  }
   socklen_t length = sizeof addr;
   if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::listen(listen_fd_, 64) != 0 ||
@@ -398,7 +421,7 @@ FileServer::~FileServer() {
 }
 
 std::string FileServer::url(std::string_view path) const {
-  return "http://127.0.0.1:" + std::to_string(port_) + std::string(path);
+  return "http://" + address_ + ":" + std::to_string(port_) + std::string(path);
 }
 
 void FileServer::put(const std::string& path, Resource resource) {
@@ -450,6 +473,7 @@ void FileServer::accept_loop() {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;
     }
+    ++connections_;
     std::lock_guard lock(mutex_);
     open_fds_.push_back(fd);
     threads_.emplace_back([this, fd] { serve(fd); });

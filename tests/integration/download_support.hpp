@@ -64,13 +64,22 @@ std::string export_event(const std::string& log_id, const std::vector<EventFile>
                          bool requires_access_token, const std::vector<EventFile>& error = {},
                          const std::vector<EventFile>& deleted = {});
 
-/// A download handler entry for ServerConfig's "handlers" array; `more`: extra members.
+/// A download handler entry for ServerConfig's "handlers" array; `more`: extra members. The test
+/// servers are on 127.0.0.1, which the egress policy refuses by default: unless `more` sets
+/// allowed_hosts or allow_private_addresses itself, the entry has "allowed_hosts": ["127.0.0.1"].
 std::string download_handler(const std::string& name, const std::filesystem::path& dir,
                              const std::string& more = {});
 
 /// The server's config with these handlers and fast delivery retries (the tests wait for
 /// outcomes, not for back-off).
 ServerConfig download_config(const std::vector<std::string>& handlers);
+
+/// POSTs the event; fails the test unless the answer is 200.
+void post_ok(const Server& server, const std::string& body);
+/// Waits (30 s) for the delivery to reach `state`; fails the test with the journal and the log
+/// otherwise.
+dispatch::DeliveryInfo wait_state(const Server& server, const std::string& log_id,
+                                  const std::string& handler, const std::string& state);
 
 // ---------------------------------------------------------------------------------------------
 // Files on disk
@@ -155,11 +164,12 @@ struct Resource {
   }
 };
 
-/// An HTTP/1.1 server on 127.0.0.1:<any port>, one thread per connection, one request per
-/// connection. Unknown paths get 404. Every request is recorded.
+/// An HTTP/1.1 server on 127.0.0.1:<any port> (or another loopback address, standing for another
+/// host), one thread per connection, one request per connection. Unknown paths get 404. Every
+/// connection and request is recorded.
 class FileServer {
  public:
-  FileServer();
+  explicit FileServer(const std::string& address = "127.0.0.1");
   ~FileServer();
   FileServer(const FileServer&) = delete;
   FileServer& operator=(const FileServer&) = delete;
@@ -170,6 +180,8 @@ class FileServer {
 
   std::vector<TargetRequest> requests(std::string_view path = {}) const;
   std::size_t count(std::string_view path = {}) const;
+  /// Connections accepted (a request or not).
+  std::size_t connections() const { return connections_; }
   /// A body answer is waiting at its stall point.
   bool stalled() const { return stalled_; }
   /// Lets stalled answers go on.
@@ -183,7 +195,9 @@ class FileServer {
                  std::optional<std::size_t> stall);
 
   int listen_fd_ = -1;
+  std::string address_;
   unsigned short port_ = 0;
+  std::atomic<std::size_t> connections_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stalled_{false};
   bool released_ = false;

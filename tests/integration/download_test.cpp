@@ -38,23 +38,6 @@ constexpr auto kDeadline = std::chrono::seconds(30);
     return;                                    \
   }
 
-void post_ok(const Server& server, const std::string& body) {
-  const auto r = http(server.port(), post_event(body));
-  REQUIRE_MESSAGE(r.status == 200, "POST answered ", r.status, " ", r.body);
-}
-
-/// Waits for the delivery to reach `state`; fails the test with the journal and log otherwise.
-DeliveryInfo wait_state(const Server& server, const std::string& log_id, const std::string& handler,
-                        const std::string& state) {
-  std::optional<DeliveryInfo> last;
-  const bool reached = wait_for_state(server, log_id, handler, state, kDeadline, &last);
-  INFO(describe_deliveries(server));
-  INFO(server.log_tail(30));
-  REQUIRE_MESSAGE(reached, "delivery of ", log_id, " to ", handler, " never became ", state,
-                  " (last error: ", last ? last->last_error : "<no row>", ")");
-  return *last;
-}
-
 /// Files whose names say they are not finished (temp, part, sidecar).
 std::vector<std::string> unfinished_files(const fs::path& dir) {
   std::vector<std::string> out;
@@ -245,7 +228,8 @@ TEST_CASE("download: the bearer token is sent only when requiresAccessToken is t
   TempDir tmp;
   const fs::path downloads = tmp.path() / "downloads";
   Server server(tmp, download_config({download_handler("fetch", downloads,
-                                                       R"("token_env": "DL_TEST_ACCESS_TOKEN")")}));
+                                                       R"("token_env": "DL_TEST_ACCESS_TOKEN", )"
+                                                       R"("token_hosts": ["127.0.0.1"])")}));
 
   const std::string with_token = new_log_id();
   const std::string without_token = new_log_id();
@@ -315,7 +299,8 @@ TEST_CASE("download: token_command is run again once when a download gets 401") 
   const fs::path downloads = tmp.path() / "downloads";
   Server server(
       tmp, download_config({download_handler("fetch", downloads,
-                                             R"("parallel": 3, "token_command": ["/bin/sh", )" +
+                                             R"("parallel": 3, "token_hosts": ["127.0.0.1"], )"
+                                             R"("token_command": ["/bin/sh", )" +
                                                  dispatch::json_string(script.string()) + "]")}));
   const std::string log_id = new_log_id();
   post_ok(server, export_event(log_id, output, true));
@@ -598,8 +583,10 @@ TEST_CASE("download: a redirect to storage is followed without the access token"
           Resource().with_bearer(token).redirecting_to(storage.url("/bucket/Patient.ndjson")));
   TempDir tmp;
   const fs::path downloads = tmp.path() / "downloads";
-  Server server(tmp, download_config({download_handler(
-                         "fetch", downloads, R"("token_env": "DL_TEST_REDIRECT_TOKEN")")}));
+  Server server(tmp,
+                download_config({download_handler(
+                    "fetch", downloads,
+                    R"("token_env": "DL_TEST_REDIRECT_TOKEN", "token_hosts": ["127.0.0.1"])")}));
   const std::string log_id = new_log_id();
   post_ok(server, export_event(log_id, {{"Patient", api.url("/files/Patient.ndjson")}}, true));
   wait_state(server, log_id, "fetch", "done");

@@ -154,8 +154,7 @@ TEST_CASE("config output: a handler shows its type keys effective retry and filt
       "connect_timeout_ms": 10000,
       "idle_timeout_ms": 60000,
       "transfer_attempts": 5,
-      "max_retry_wait_ms": 30000
-    })"));
+      "max_retry_wait_ms": 30000,)"));
 }
 
 /// parse → print → parse → print gives the same text: the output is itself a valid config that

@@ -863,6 +863,6 @@ TEST_CASE("handler http: Retry-After and URL helpers") {
   CHECK(parse_retry_after("Tue, 14 Nov 2023 22:13:27 GMT", now) == std::chrono::seconds(7));
   CHECK(parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now) == std::chrono::seconds(0));
   CHECK(url_for_messages("https://user:pw@hooks.test:8443/in?token=x#f") ==
-        "https://hooks.test:8443/in");
+        "https://user:<redacted>@hooks.test:8443/in");
   CHECK(url_for_messages("http://hooks.test/a@b") == "http://hooks.test/a@b");
 }
