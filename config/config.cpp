@@ -631,9 +631,10 @@ bool is_type_key(std::string_view type, std::string_view key) {
       {"http", {"url", "headers", "timeout_ms"}},
       {"download",
        {"dir", "parallel", "token_env", "token_file", "token_command", "token_command_env", "store",
-        "connect_timeout_ms", "idle_timeout_ms", "transfer_attempts", "max_retry_wait_ms",
-        "allowed_hosts", "allow_private_addresses", "token_hosts", "max_file_bytes",
-        "max_event_bytes", "max_decompression_ratio", "min_free_bytes"}},
+        "connect_timeout_ms", "idle_timeout_ms", "min_speed_bytes_per_s", "min_speed_window_s",
+        "max_files", "transfer_attempts", "max_retry_wait_ms", "allowed_hosts",
+        "allow_private_addresses", "token_hosts", "max_file_bytes", "max_event_bytes",
+        "max_decompression_ratio", "min_free_bytes"}},
       {"nats", {"servers", "subject", "stream", "credentials_file"}},
   };
   if (!type.empty()) {
@@ -676,6 +677,10 @@ void read_type_key(Reader& r, std::string_view key, const Value& v, const std::s
     }
     if (key == "connect_timeout_ms") r.integer(v, p, download->connect_timeout_ms, 1, kMaxU32);
     if (key == "idle_timeout_ms") r.integer(v, p, download->idle_timeout_ms, 1, kMaxU32);
+    if (key == "min_speed_bytes_per_s")
+      r.integer(v, p, download->min_speed_bytes_per_s, 1, kMaxU32);
+    if (key == "min_speed_window_s") r.integer(v, p, download->min_speed_window_s, 1, 86'400);
+    if (key == "max_files") r.integer(v, p, download->max_files, 1, 1'000'000);
     if (key == "transfer_attempts") r.integer(v, p, download->transfer_attempts, 1, 100);
     if (key == "max_retry_wait_ms") r.integer(v, p, download->max_retry_wait_ms, 0, kMaxU32);
     if (key == "allowed_hosts") read_host_patterns(r, v, p, download->egress.allowed_hosts);
@@ -767,6 +772,8 @@ Handler read_handler(Reader& r, const Value& v, const std::string& path,
       read_retry(r, value, p, retry);
       check_retry(r, p, retry, value.IsObject() && !value.HasMember("max_backoff_ms"));
       handler.retry = retry;
+    } else if (key == "concurrency") {
+      r.integer(value, p, handler.concurrency, 1, 1024);
     } else if (is_type_key(type, key)) {
       read_type_key(r, key, value, p, handler);
     } else {
@@ -800,6 +807,21 @@ void read_handlers(Reader& r, const Value& v, const std::string& path, Config& c
       }
     }
     config.handlers.push_back(std::move(handler));
+  }
+  // One handler that hangs (a download dribbling bytes) must leave a worker for the others; a
+  // handler alone may use them all.
+  const int fallback = config.handlers.size() > 1 ? std::max(1, config.dispatch_concurrency - 1)
+                                                  : config.dispatch_concurrency;
+  for (std::size_t i = 0; i < config.handlers.size(); ++i) {
+    Handler& handler = config.handlers[i];
+    if (handler.concurrency == 0) {
+      handler.concurrency = fallback;
+    } else if (handler.concurrency > config.dispatch_concurrency) {
+      r.fail(element(path, i) + ".concurrency",
+             std::to_string(handler.concurrency) + " is more than dispatch.concurrency (" +
+                 std::to_string(config.dispatch_concurrency) +
+                 "): a handler cannot run more deliveries than there are workers");
+    }
   }
 }
 
@@ -1292,6 +1314,8 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
   put_when(w, handler.when);
   key(w, "retry");
   put_retry(w, handler.retry.value_or(defaults));
+  key(w, "concurrency");
+  w.Int(handler.concurrency);
   if (const auto* file = std::get_if<FileHandler>(&handler.settings)) {
     key(w, "dir");
     put_or_null(w, file->dir);
@@ -1334,6 +1358,12 @@ void put_handler(PrettyWriter& w, const Handler& handler, const core::RetryPolic
     w.Uint(download->connect_timeout_ms);
     key(w, "idle_timeout_ms");
     w.Uint(download->idle_timeout_ms);
+    key(w, "min_speed_bytes_per_s");
+    w.Uint(download->min_speed_bytes_per_s);
+    key(w, "min_speed_window_s");
+    w.Uint(download->min_speed_window_s);
+    key(w, "max_files");
+    w.Uint(download->max_files);
     key(w, "transfer_attempts");
     w.Uint(download->transfer_attempts);
     key(w, "max_retry_wait_ms");

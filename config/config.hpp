@@ -105,7 +105,11 @@ struct DownloadHandler {
   std::string store = "ndjson";  ///< "ndjson" or "gzip"
   std::uint32_t connect_timeout_ms = 10'000;
   std::uint32_t idle_timeout_ms = 60'000;  ///< a transfer that receives nothing this long is cut
-  std::uint32_t transfer_attempts = 5;     ///< tries of one file within one delivery attempt
+  /// A transfer slower than this on average over min_speed_window_s is cut (then retried).
+  std::uint32_t min_speed_bytes_per_s = 1024;
+  std::uint32_t min_speed_window_s = 60;
+  std::uint32_t max_files = 10'000;     ///< output[] + error[] + deleted[] of one event, at most
+  std::uint32_t transfer_attempts = 5;  ///< tries of one file within one delivery attempt
   /// Longest wait (Retry-After or back-off) between those tries; a server asking for more ends
   /// the attempt and the delivery's retry policy takes over.
   std::uint32_t max_retry_wait_ms = 30'000;
@@ -128,6 +132,9 @@ struct Handler {
   std::string type;  ///< file, exec, http, download, nats
   core::WhenFilter when;
   std::optional<core::RetryPolicy> retry;  ///< overrides Config::retry when set
+  /// Deliveries of this handler that run at once (effective value: the parser fills in the
+  /// default, dispatch.concurrency - 1 when other handlers exist, else dispatch.concurrency).
+  int concurrency = 0;
   std::variant<FileHandler, ExecHandler, HttpHandler, DownloadHandler, NatsHandler> settings;
 };
 

@@ -51,33 +51,59 @@ DeliveryUpdate next_state(const std::string& event_key, const std::string& handl
   return u;
 }
 
+int WorkerSlots::room(const std::string& handler, int cap) const {
+  return std::max(0, std::min(free(), cap - busy(handler)));
+}
+
+int WorkerSlots::busy(const std::string& handler) const {
+  const auto it = by_handler_.find(handler);
+  return it == by_handler_.end() ? 0 : it->second;
+}
+
+void WorkerSlots::take(const std::string& handler) {
+  ++busy_;
+  ++by_handler_[handler];
+}
+
+void WorkerSlots::release(const std::string& handler) {
+  --busy_;
+  if (const auto it = by_handler_.find(handler); it != by_handler_.end() && --it->second <= 0) {
+    by_handler_.erase(it);
+  }
+}
+
 Dispatcher::Dispatcher(const config::Config& config, Journal& journal, Metrics& metrics,
                        const Logger& log)
-    : config_(config), journal_(journal), metrics_(metrics), log_(log) {}
+    : config_(config),
+      journal_(journal),
+      metrics_(metrics),
+      log_(log),
+      slots_(config.dispatch_concurrency) {}
 
 Dispatcher::~Dispatcher() {
   stop();
 }
 
-std::optional<std::string> Dispatcher::build(const config::Config& config, Routes& routes,
-                                             std::string& names_json) const {
-  if (auto error = build_routes(config, log_, routes)) return error;
-  names_json = "[";
-  for (const auto& h : config.handlers) {
-    names_json += (names_json.size() > 1 ? ",\"" : "\"") + core::json_escape(h.name) + "\"";
+std::optional<std::string> Dispatcher::build(const config::Config& config, Routes& routes) const {
+  return build_routes(config, log_, routes);
+}
+
+std::string Dispatcher::room_json() const {
+  std::string json;
+  for (const auto& [name, route] : routes_) {
+    const int room = slots_.room(name, route->concurrency);
+    if (room <= 0) continue;
+    json += (json.empty() ? "{\"" : ",\"") + core::json_escape(name) + "\":" + std::to_string(room);
   }
-  names_json += "]";
-  return std::nullopt;
+  return json.empty() ? json : json + "}";
 }
 
 std::optional<std::string> Dispatcher::reload(const config::Config& config) {
   Routes routes;
-  std::string names;
-  if (auto error = build(config, routes, names)) return error;
+  if (auto error = build(config, routes)) return error;
   {
     std::lock_guard lock(mutex_);
     routes_.swap(routes);
-    handler_names_json_ = std::move(names);
     woken_ = true;
   }
   schedule_cv_.notify_one();
@@ -85,7 +111,7 @@ std::optional<std::string> Dispatcher::reload(const config::Config& config) {
 }
 
 std::optional<std::string> Dispatcher::start() {
-  if (auto error = build(config_, routes_, handler_names_json_)) return error;
+  if (auto error = build(config_, routes_)) return error;
   journal_.on_new_deliveries([this] { wake(); });
   for (int i = 0; i < config_.dispatch_concurrency; ++i) {
     workers_.emplace_back([this] { worker_loop(); });
@@ -146,13 +172,21 @@ bool Dispatcher::persist(std::vector<DeliveryUpdate> updates) {
 std::optional<std::string> Dispatcher::connect() {
   if (auto e = db_.open(Journal::file_in(config_.data_dir).string(), false)) return *e;
   sqlite3_busy_timeout(db_.handle(), 5000);
+  // ?2 = {"handler": room, ...}: each handler's earliest due rows up to its room, so 100 due
+  // downloads at their cap leave the pick to the file delivery behind them.
   if (auto e = due_.prepare(
           db_,
-          "SELECT d.event_key, d.handler, d.attempts, d.next_attempt_at, d.last_error, e.log_id, "
-          "e.attempt_id, e.status, e.body FROM deliveries d JOIN events e ON e.key = d.event_key "
+          "WITH room(handler, n) AS (SELECT key, value FROM json_each(?2)), "
+          "due AS (SELECT d.event_key, d.handler, d.attempts, d.next_attempt_at, d.last_error, "
+          "e.received_at, ROW_NUMBER() OVER (PARTITION BY d.handler "
+          "ORDER BY d.next_attempt_at, e.received_at) AS nth "
+          "FROM deliveries d JOIN events e ON e.key = d.event_key "
           "WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?1 "
-          "AND d.handler IN (SELECT value FROM json_each(?2)) "
-          "ORDER BY d.next_attempt_at, e.received_at LIMIT ?3")) {
+          "AND d.handler IN (SELECT handler FROM room)) "
+          "SELECT due.event_key, due.handler, due.attempts, due.next_attempt_at, due.last_error, "
+          "e.log_id, e.attempt_id, e.status, e.body FROM due "
+          "JOIN room ON room.handler = due.handler JOIN events e ON e.key = due.event_key "
+          "WHERE due.nth <= room.n ORDER BY due.next_attempt_at, due.received_at LIMIT ?3")) {
     due_ = {};
     db_.close();
     return "dispatcher: " + *e;
@@ -160,7 +194,7 @@ std::optional<std::string> Dispatcher::connect() {
   if (auto e = next_due_.prepare(
           db_,
           "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed') "
-          "AND handler IN (SELECT value FROM json_each(?1))")) {
+          "AND handler IN (SELECT key FROM json_each(?1))")) {
     due_ = {};
     db_.close();
     return "dispatcher: " + *e;
@@ -175,7 +209,8 @@ std::optional<std::string> Dispatcher::connect() {
   return std::nullopt;
 }
 
-std::vector<Dispatcher::Job> Dispatcher::fetch_due(int limit, std::int64_t& next_due_ms) {
+std::vector<Dispatcher::Job> Dispatcher::fetch_due(const std::string& room, int limit,
+                                                   std::int64_t& next_due_ms) {
   std::vector<Job> jobs;
   next_due_ms = std::numeric_limits<std::int64_t>::max();
   if (!db_.is_open()) {
@@ -183,12 +218,7 @@ std::vector<Dispatcher::Job> Dispatcher::fetch_due(int limit, std::int64_t& next
     if (connect()) return jobs;
   }
   const std::int64_t now = unix_ms_now();
-  std::string names;
-  {
-    std::lock_guard lock(mutex_);
-    names = handler_names_json_;
-  }
-  due_.bind(1, now).bind(2, names).bind(3, std::int64_t{limit});
+  due_.bind(1, now).bind(2, room).bind(3, std::int64_t{limit});
   while (due_.step() == SQLITE_ROW) {
     Job job;
     job.event_key = due_.text(0);
@@ -203,7 +233,8 @@ std::vector<Dispatcher::Job> Dispatcher::fetch_due(int limit, std::int64_t& next
     jobs.push_back(std::move(job));
   }
   due_.reset();
-  next_due_.bind(1, names);
+  // Only handlers with room: a due row of a handler at its cap must not make the loop spin.
+  next_due_.bind(1, room);
   if (next_due_.step() == SQLITE_ROW && !next_due_.is_null(0)) next_due_ms = next_due_.integer(0);
   next_due_.reset();
   if (waiting_.step() == SQLITE_ROW) metrics_.deliveries_waiting(waiting_.integer(0));
@@ -218,11 +249,12 @@ void Dispatcher::schedule_loop() {
     // below return at once, forever, holding the lock (and wake() on the journal's writer
     // thread would block on it, stalling every commit).
     woken_ = false;
-    const int free = config_.dispatch_concurrency - busy_;
+    const int free = slots_.free();
+    const std::string room = free > 0 ? room_json() : std::string();
     std::int64_t next_due_ms = std::numeric_limits<std::int64_t>::max();
-    if (free > 0) {
+    if (!room.empty()) {
       lock.unlock();
-      auto jobs = fetch_due(free, next_due_ms);
+      auto jobs = fetch_due(room, free, next_due_ms);
       bool marked = true;
       if (!jobs.empty()) {
         // Persist `running` (and the attempt count) before any handler starts: a crash from here
@@ -236,15 +268,16 @@ void Dispatcher::schedule_loop() {
       }
       lock.lock();
       if (!jobs.empty() && marked) {
-        busy_ += static_cast<int>(jobs.size());
-        for (auto& job : jobs)
+        for (auto& job : jobs) {
+          slots_.take(job.handler);
           queue_.push_back(std::move(job));
+        }
         work_cv_.notify_all();
         continue;
       }
     }
     std::int64_t wait_ms = kPollMs;
-    if (free > 0 && next_due_ms != std::numeric_limits<std::int64_t>::max()) {
+    if (!room.empty() && next_due_ms != std::numeric_limits<std::int64_t>::max()) {
       wait_ms = std::clamp<std::int64_t>(next_due_ms - unix_ms_now(), 0, kPollMs);
     }
     schedule_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
@@ -266,14 +299,14 @@ void Dispatcher::worker_loop() {
     {
       std::lock_guard lock(mutex_);
       if (auto it = routes_.find(job.handler); it != routes_.end()) route = it->second;
-      metrics_.deliveries_running(busy_);
+      metrics_.deliveries_running(slots_.busy());
     }
     if (!route) {
       // Its handler was removed by a reload after the job was queued: leave it as it was.
       persist({{job.event_key, job.handler, DeliveryState::kPending, job.attempts - 1,
                 job.next_attempt_at_ms, job.last_error}});
       std::lock_guard lock(mutex_);
-      --busy_;
+      slots_.release(job.handler);
       continue;
     }
     Delivery delivery{job.event_key, job.log_id, job.attempt_id,
@@ -302,7 +335,7 @@ void Dispatcher::worker_loop() {
     persist({std::move(update)});
     {
       std::lock_guard lock(mutex_);
-      --busy_;
+      slots_.release(job.handler);
       woken_ = true;  // a slot is free and a retry time may now be the next due one
     }
     schedule_cv_.notify_one();

@@ -141,7 +141,24 @@ struct NatsDispatcher::Job {
 };
 
 NatsDispatcher::NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log)
-    : config_(config), metrics_(metrics), log_(log) {}
+    : config_(config),
+      metrics_(metrics),
+      log_(log),
+      fetched_(config.dispatch_concurrency),
+      running_(config.dispatch_concurrency) {}
+
+int NatsDispatcher::cap_of(const std::string& handler) const {
+  const auto it = routes_.find(handler);
+  return it == routes_.end() ? 0 : it->second->concurrency;
+}
+
+std::deque<std::shared_ptr<NatsDispatcher::Job>>::iterator NatsDispatcher::startable() {
+  return std::find_if(queue_.begin(), queue_.end(), [this](const std::shared_ptr<Job>& job) {
+    // A removed handler's job starts at once: run() gives it back to the consumer.
+    const int cap = cap_of(job->handler);
+    return cap == 0 || running_.room(job->handler, cap) > 0;
+  });
+}
 
 NatsDispatcher::~NatsDispatcher() {
   stop();
@@ -197,7 +214,8 @@ std::optional<std::string> NatsDispatcher::reload(const config::Config& config) 
     if (started_ && !stopping_) sync_fetchers();
   }
   slot_cv_.notify_all();
-  return std::nullopt;  // the old routes die here, or with the last delivery still using them
+  work_cv_.notify_all();  // new caps may let a queued job start
+  return std::nullopt;    // the old routes die here, or with the last delivery still using them
 }
 
 void NatsDispatcher::sync_fetchers() {
@@ -318,8 +336,11 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
     bool reconfigure = false;
     {
       std::unique_lock lock(mutex_);
-      slot_cv_.wait(
-          lock, [&] { return stopping_ || f.stop || outstanding_ < config_.dispatch_concurrency; });
+      // Two loops (events, replay) share a handler's room: one may fetch past it, but no
+      // worker starts more than the cap (startable()).
+      slot_cv_.wait(lock, [&] {
+        return stopping_ || f.stop || fetched_.room(f.handler, cap_of(f.handler)) > 0;
+      });
       if (stopping_ || f.stop) break;
       reconfigure = f.reconfigure;
     }
@@ -385,7 +406,7 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
           natsMsg_Nak(job->msg, nullptr);
           continue;
         }
-        ++outstanding_;
+        fetched_.take(job->handler);
         in_flight_.push_back(job);
         queue_.push_back(std::move(job));
       }
@@ -404,21 +425,23 @@ void NatsDispatcher::worker_loop() {
     std::shared_ptr<Job> job;
     {
       std::unique_lock lock(mutex_);
-      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      auto next = queue_.end();
+      work_cv_.wait(lock, [&] { return stopping_ || (next = startable()) != queue_.end(); });
       if (stopping_) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      ++running_;
-      metrics_.deliveries_running(running_);
+      job = std::move(*next);
+      queue_.erase(next);
+      running_.take(job->handler);
+      metrics_.deliveries_running(running_.busy());
     }
     run(*job);
     {
       std::lock_guard lock(mutex_);
-      --running_;
-      --outstanding_;
-      metrics_.deliveries_running(running_);
+      running_.release(job->handler);
+      fetched_.release(job->handler);
+      metrics_.deliveries_running(running_.busy());
     }
     slot_cv_.notify_all();
+    work_cv_.notify_all();  // a job held back by its handler's cap may start now
   }
 }
 

@@ -17,6 +17,11 @@
 //   that fails is retried later; JetStream never drops a message silently.
 // - AckWait: the first back-off delay, within [5 s, 30 s]; a running delivery sends
 //   InProgress every AckWait / 3, so a long download is not redelivered elsewhere.
+//
+// Fair workers: a handler's fetch loops fetch only while that handler has fewer than its
+// `concurrency` messages queued or running (and the pool has room), and a worker starts only a
+// queued message whose handler runs fewer than its `concurrency`: a handler that hangs holds at
+// most its own share of the `dispatch.concurrency` workers.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -34,6 +39,7 @@
 
 #include "config/config.hpp"
 #include "core/backoff.hpp"
+#include "server/dispatcher.hpp"
 #include "server/handlers/handler.hpp"
 #include "server/log.hpp"
 #include "server/metrics.hpp"
@@ -119,6 +125,10 @@ class NatsDispatcher {
   /// Waits up to `wait` or until stopping (or the fetcher is told to stop): false when stopping.
   bool pause(const Fetcher& fetcher, std::chrono::milliseconds wait);
   void forget(const Job& job);
+  /// The handler's `concurrency`, 0 when it is no longer configured (mutex_ held).
+  int cap_of(const std::string& handler) const;
+  /// The first queued job a worker may start now (its handler below its cap), or end (mutex_ held).
+  std::deque<std::shared_ptr<Job>>::iterator startable();
 
   const config::Config& config_;
   Metrics& metrics_;
@@ -132,8 +142,8 @@ class NatsDispatcher {
   std::list<std::unique_ptr<Fetcher>> fetchers_;  // guarded by mutex_ (running and retired)
   std::deque<std::shared_ptr<Job>> queue_;        // fetched, not started
   std::list<std::shared_ptr<Job>> in_flight_;     // queued or running: InProgress is sent for them
-  int outstanding_ = 0;                           // queued + running
-  int running_ = 0;
+  WorkerSlots fetched_;                           // queued + running, per handler
+  WorkerSlots running_;                           // running, per handler
   bool started_ = false;
   bool stopping_ = false;
   bool keeper_stopping_ = false;

@@ -70,11 +70,10 @@ std::optional<std::string> sha256_of_file(const std::filesystem::path& file) {
 
 /// The record of a file verified by an earlier attempt, if it is still there, intact.
 std::optional<FileRecord> still_verified(const FileTask& task,
-                                         const std::vector<FileRecord>& records,
+                                         const download::VerifiedRecords& records,
                                          const std::filesystem::path& event_dir) {
-  for (const auto& r : records) {
-    if (!r.is_of(task)) continue;
-    if (sha256_of_file(event_dir / r.file) == r.sha256) return r;
+  for (const FileRecord* r : records.of(task)) {
+    if (sha256_of_file(event_dir / r->file) == r->sha256) return *r;
   }
   return std::nullopt;
 }
@@ -107,6 +106,8 @@ DownloadHandler::DownloadHandler(std::string name, config::DownloadHandler setti
   transfer_.store_gzip = settings_.store == "gzip";
   transfer_.connect_timeout = std::chrono::milliseconds(settings_.connect_timeout_ms);
   transfer_.idle_timeout = std::chrono::milliseconds(settings_.idle_timeout_ms);
+  transfer_.min_speed_bytes_per_s = static_cast<long>(settings_.min_speed_bytes_per_s);
+  transfer_.min_speed_window = std::chrono::seconds(settings_.min_speed_window_s);
   transfer_.attempts = static_cast<int>(settings_.transfer_attempts);
   transfer_.max_wait = std::chrono::milliseconds(settings_.max_retry_wait_ms);
   transfer_.policy = egress::Policy(settings_.egress);
@@ -134,6 +135,13 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
                                        .add("reason", "export in progress: no files yet"));
     return Outcome::done();
   }
+  // Bounded before any folder, thread or request: output[] has no bound of its own.
+  if (const std::size_t files = event.output.size() + event.error.size() + event.deleted.size();
+      files > settings_.max_files) {
+    return Outcome::dead("the event lists " + std::to_string(files) +
+                         " files (output, error and deleted together), more than handler " +
+                         name() + "'s max_files (" + std::to_string(settings_.max_files) + ")");
+  }
   const bool needs_token = event.requires_access_token.value_or(false);
   if (needs_token && !tokens_.configured()) {
     return Outcome::dead("the event's requiresAccessToken is true, but handler " + name() +
@@ -149,7 +157,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
   }
 
   const std::vector<FileTask> tasks = download::plan_files(event, transfer_.store_gzip);
-  const std::vector<FileRecord> verified = download::read_verified(event_dir);
+  const download::VerifiedRecords verified(download::read_verified(event_dir));
   std::vector<std::optional<FileRecord>> records(tasks.size());
   std::vector<std::size_t> todo;
   std::uint64_t stored = 0;

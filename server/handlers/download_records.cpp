@@ -108,6 +108,23 @@ bool FileRecord::is_of(const FileTask& task) const {
          file == task.file;
 }
 
+VerifiedRecords::VerifiedRecords(std::vector<FileRecord> records) : size_(records.size()) {
+  for (auto& r : records) {
+    auto key = std::make_pair(r.list, r.index);
+    by_entry_[std::move(key)].push_back(std::move(r));
+  }
+}
+
+std::vector<const FileRecord*> VerifiedRecords::of(const FileTask& task) const {
+  std::vector<const FileRecord*> found;
+  const auto it = by_entry_.find(std::make_pair(task.list, task.index));
+  if (it == by_entry_.end()) return found;
+  for (const auto& r : it->second) {
+    if (r.is_of(task)) found.push_back(&r);
+  }
+  return found;
+}
+
 std::string verified_line(const FileRecord& record) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);

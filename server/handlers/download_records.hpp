@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -46,6 +47,21 @@ std::string verified_line(const FileRecord& record);
 /// Records from the folder's manifest.json and .verified.ndjson (a torn last line, left by a
 /// crash, is ignored). Missing files: none.
 std::vector<FileRecord> read_verified(const std::filesystem::path& event_dir);
+
+/// Verified records looked up by the task they belong to: a retry of an event with n files makes
+/// n lookups, not n × n comparisons.
+class VerifiedRecords {
+ public:
+  explicit VerifiedRecords(std::vector<FileRecord> records);
+  /// The records of that task (FileRecord::is_of), in the order read.
+  [[nodiscard]] std::vector<const FileRecord*> of(const FileTask& task) const;
+  [[nodiscard]] std::size_t size() const { return size_; }
+
+ private:
+  // By (list, index): one entry of the event's manifest; is_of checks the rest.
+  std::map<std::pair<std::string, std::size_t>, std::vector<FileRecord>> by_entry_;
+  std::size_t size_ = 0;
+};
 
 /// Appends a record to .verified.ndjson and fsyncs it; throws on I/O errors.
 void append_verified(const std::filesystem::path& event_dir, const FileRecord& record);

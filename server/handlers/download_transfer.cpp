@@ -473,6 +473,46 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return size * count;
 }
 
+/// The idle rule (idle_timeout_ms: no body byte this long), checked from libcurl's progress
+/// callback: libcurl's own low-speed check carries the speed rule, and it has only one.
+struct IdleWatch {
+  std::chrono::milliseconds limit;
+  curl_off_t seen = 0;
+  Clock::time_point last = Clock::now();
+  bool cut = false;
+};
+
+int on_progress(void* user, curl_off_t, curl_off_t received, curl_off_t, curl_off_t) {
+  auto* w = static_cast<IdleWatch*>(user);
+  const auto now = Clock::now();
+  if (received != w->seen) {
+    w->seen = received;
+    w->last = now;
+    return 0;
+  }
+  if (now - w->last < w->limit) return 0;
+  w->cut = true;
+  return 1;  // CURLE_ABORTED_BY_CALLBACK
+}
+
+/// Why a transfer failed, in the words of the setting that cut it when one did.
+std::string failure_text(CURL* h, CURLcode code, const char* error, const IdleWatch& idle,
+                         const TransferSettings& settings) {
+  if (code == CURLE_ABORTED_BY_CALLBACK && idle.cut) {
+    return "received nothing for " + std::to_string(settings.idle_timeout.count()) +
+           " ms (idle_timeout_ms)";
+  }
+  curl_off_t pretransfer = 0;
+  curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+  // Timed out once connected: the low-speed check (a connect timeout has no pre-transfer time).
+  if (code == CURLE_OPERATION_TIMEDOUT && pretransfer > 0) {
+    return "transfer slower than " + std::to_string(settings.min_speed_bytes_per_s) + " B/s for " +
+           std::to_string(settings.min_speed_window.count()) +
+           " s (min_speed_bytes_per_s, min_speed_window_s)";
+  }
+  return curl_error_text(code, error);
+}
+
 /// The body's text made printable and one line, for a message.
 std::string shown_body(std::string_view body) {
   std::string out;
@@ -682,11 +722,15 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(settings.connect_timeout.count()));
-    // No total timeout (files can be huge); a transfer that stalls is cut instead.
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(
-        h, CURLOPT_LOW_SPEED_TIME,
-        static_cast<long>(std::max<std::int64_t>(1, (settings.idle_timeout.count() + 999) / 1000)));
+    // No total timeout (files can be huge); a transfer that stalls or dribbles is cut instead,
+    // so a server cannot hold a worker for ever.
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, settings.min_speed_bytes_per_s);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(settings.min_speed_window.count()));
+    IdleWatch idle{settings.idle_timeout};
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &idle);
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, kReceiveBuffer);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -798,7 +842,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     std::string why;
     std::optional<std::chrono::milliseconds> wait;
     if (code != CURLE_OK) {
-      why = curl_error_text(code, error);
+      why = failure_text(h, code, error, idle, settings);
       if (curl_error_is_permanent(code)) return fail(Failure::kPermanent, why);
     } else {
       std::string answer = "HTTP " + std::to_string(status);

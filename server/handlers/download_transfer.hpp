@@ -34,7 +34,9 @@ namespace fbr::server::download {
 struct TransferSettings {
   bool store_gzip = false;
   std::chrono::milliseconds connect_timeout{10'000};
-  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds idle_timeout{60'000};  ///< nothing received this long: cut
+  long min_speed_bytes_per_s = 1024;  ///< slower than this on average over the window: cut
+  std::chrono::seconds min_speed_window{60};
   int attempts = 5;                              ///< tries of the file (a 401 renewal adds one)
   std::chrono::milliseconds max_wait{30'000};    ///< longest wait between tries
   std::chrono::milliseconds first_backoff{500};  ///< doubled per try, with jitter, up to max_wait

@@ -125,7 +125,9 @@ std::optional<std::string> build_routes(const config::Config& config, const Logg
   for (const auto& h : config.handlers) {
     try {
       routes[h.name] = std::make_shared<Route>(
-          Route{make_handler(h, config.data_dir, log), h.retry.value_or(config.retry)});
+          Route{make_handler(h, config.data_dir, log), h.retry.value_or(config.retry),
+                // 0 only in a Config built by hand (tests): no cap below the pool's
+                h.concurrency > 0 ? h.concurrency : config.dispatch_concurrency});
     } catch (const std::exception& e) {
       return std::string(e.what());
     }

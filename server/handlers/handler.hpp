@@ -76,6 +76,7 @@ std::unique_ptr<Handler> make_handler(const config::Handler& config,
 struct Route {
   std::unique_ptr<Handler> handler;
   core::RetryPolicy retry;
+  int concurrency = 1;  ///< deliveries of this handler that may run at once (config, effective)
 };
 /// The handlers of a config by name. Shared: a running delivery keeps its route across a reload.
 using Routes = std::map<std::string, std::shared_ptr<Route>>;

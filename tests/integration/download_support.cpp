@@ -499,6 +499,17 @@ void FileServer::send_body(int fd, std::string_view body, std::optional<std::siz
   }
 }
 
+void FileServer::send_dribbled(int fd, std::string_view body, std::size_t bytes,
+                               std::chrono::milliseconds every) {
+  ++dribbling_;
+  for (std::size_t sent = 0; sent < body.size() && !stopping_; sent += bytes) {
+    if (!send_all(fd, body.substr(sent, bytes))) break;
+    std::unique_lock lock(mutex_);
+    release_cv_.wait_for(lock, every, [this] { return stopping_.load(); });
+  }
+  --dribbling_;
+}
+
 void FileServer::serve(int fd) {
   timeval timeout{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
@@ -535,6 +546,8 @@ void FileServer::serve(int fd) {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body = "not found";
   std::optional<std::size_t> cut, stall;
+  std::optional<std::chrono::milliseconds> dribble_every;
+  std::size_t dribble_bytes = 0;
   {
     std::lock_guard lock(mutex_);
     requests_.push_back(request);
@@ -588,6 +601,8 @@ void FileServer::serve(int fd) {
           }
         }
         if (status == 200 || status == 206) {
+          dribble_every = r.dribble_every;
+          dribble_bytes = r.dribble_bytes;
           if (body_answers_[request.path]++ == 0) {
             cut = r.cut_at;
             stall = r.stall_at;
@@ -600,7 +615,13 @@ void FileServer::serve(int fd) {
   for (const auto& [name, value] : headers)
     out += name + ": " + value + "\r\n";
   out += "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
-  if (request.method != "HEAD" && send_all(fd, out)) send_body(fd, body, cut, stall);
+  if (request.method != "HEAD" && send_all(fd, out)) {
+    if (dribble_every) {
+      send_dribbled(fd, body, dribble_bytes, *dribble_every);
+    } else {
+      send_body(fd, body, cut, stall);
+    }
+  }
   ::shutdown(fd, SHUT_RDWR);
   std::lock_guard lock(mutex_);
   open_fds_.erase(std::remove(open_fds_.begin(), open_fds_.end(), fd), open_fds_.end());

@@ -135,6 +135,9 @@ struct Resource {
   std::optional<std::size_t> cut_at;    ///< the first body answer closes after this many bytes
   std::optional<std::size_t> stall_at;  ///< the first body answer waits here until release()
   std::string redirect_to;              ///< 302 to this URL instead
+  /// Every body answer sends dribble_bytes, then waits dribble_every, and so on (a slow server).
+  std::optional<std::chrono::milliseconds> dribble_every;
+  std::size_t dribble_bytes = 0;
 
   explicit Resource(std::string text = {}) : body(std::move(text)) {}
   Resource& without_ranges() {
@@ -162,6 +165,11 @@ struct Resource {
     redirect_to = std::move(url);
     return *this;
   }
+  Resource& dribbled(std::size_t bytes, std::chrono::milliseconds every) {
+    dribble_bytes = bytes;
+    dribble_every = every;
+    return *this;
+  }
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:<any port> (or another loopback address, standing for another
@@ -184,6 +192,8 @@ class FileServer {
   std::size_t connections() const { return connections_; }
   /// A body answer is waiting at its stall point.
   bool stalled() const { return stalled_; }
+  /// Body answers being dribbled now (their client has not gone away).
+  int dribbling() const { return dribbling_; }
   /// Lets stalled answers go on.
   void release();
   void stop();
@@ -193,6 +203,8 @@ class FileServer {
   void serve(int fd);
   void send_body(int fd, std::string_view body, std::optional<std::size_t> cut,
                  std::optional<std::size_t> stall);
+  void send_dribbled(int fd, std::string_view body, std::size_t bytes,
+                     std::chrono::milliseconds every);
 
   int listen_fd_ = -1;
   std::string address_;
@@ -200,6 +212,7 @@ class FileServer {
   std::atomic<std::size_t> connections_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stalled_{false};
+  std::atomic<int> dribbling_{0};
   bool released_ = false;
   mutable std::mutex mutex_;
   std::condition_variable release_cv_;

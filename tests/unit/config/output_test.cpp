@@ -144,6 +144,7 @@ TEST_CASE("config output: a handler shows its type keys effective retry and filt
         "initial_backoff_ms": 1000,
         "max_backoff_ms": 300000
       },
+      "concurrency": 8,
       "dir": "/dl",
       "parallel": 4,
       "token_env": null,
@@ -153,6 +154,9 @@ TEST_CASE("config output: a handler shows its type keys effective retry and filt
       "store": "ndjson",
       "connect_timeout_ms": 10000,
       "idle_timeout_ms": 60000,
+      "min_speed_bytes_per_s": 1024,
+      "min_speed_window_s": 60,
+      "max_files": 10000,
       "transfer_attempts": 5,
       "max_retry_wait_ms": 30000,)"));
 }
