@@ -32,11 +32,8 @@ namespace {
 
 constexpr auto kDeadline = std::chrono::seconds(30);
 
-#define SKIP_WITHOUT_NGINX()                   \
-  if (const auto why = Nginx::unavailable()) { \
-    MESSAGE("SKIPPED: " << *why);              \
-    return;                                    \
-  }
+#define SKIP_WITHOUT_NGINX() \
+  if (const auto why = Nginx::unavailable()) return skip_test(*why)
 
 void post_ok(const Server& server, const std::string& body) {
   const auto r = http(server.port(), post_event(body));
