@@ -14,11 +14,14 @@
 #   MUTANTS=<regex>   only the mutants whose name matches (grep -E)
 #   JOBS=<n>          build parallelism (default: nproc)
 #   DRY_RUN=1         only check that every mutant applies (and restores), without building
+#   PRESET=<preset>   the build's flags (default release); BUILD_DIR=<dir> (default build/mutants),
+#                     e.g. PRESET=asan BUILD_DIR=build/asan to reuse an existing ASan build
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 list=scripts/mutants.txt
-build=build/mutants
+build=${BUILD_DIR:-build/mutants}
+preset=${PRESET:-release}
 jobs=${JOBS:-$(nproc)}
 only=${MUTANTS:-}
 work=$(mktemp -d)
@@ -129,10 +132,10 @@ if [[ "${DRY_RUN:-0}" == 1 ]]; then
   exit $status
 fi
 
-say "test-mutants: ${#names[@]} mutants; building $build (release flags)"
+say "test-mutants: ${#names[@]} mutants; building $build ($preset flags)"
 started=$(date +%s)
 mkdir -p "$build"
-if ! cmake --preset release -B "$build" >"$work/configure.log" 2>&1; then
+if ! cmake --preset "$preset" -B "$build" >"$work/configure.log" 2>&1; then
   cat "$work/configure.log"
   exit 2
 fi
