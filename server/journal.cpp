@@ -192,6 +192,13 @@ bool Journal::writable() {
   return false;
 }
 
+int Journal::synchronous_level() {
+  if (!db_.is_open()) return -1;
+  sqlite::Statement pragma;
+  if (pragma.prepare(db_, "PRAGMA synchronous")) return -1;
+  return pragma.step() == SQLITE_ROW ? static_cast<int>(pragma.integer(0)) : -1;
+}
+
 void Journal::stop() {
   {
     std::lock_guard lock(mutex_);

@@ -63,6 +63,10 @@ class Journal final : public EventStore {
   /// Finishes queued commits, then stops the writer thread and closes the file.
   void stop() override;
 
+  /// The writer connection's PRAGMA synchronous (2 = FULL: COMMIT returns after the WAL's fsync),
+  /// -1 when the journal is not open. For the unit test of that promise; call while idle.
+  [[nodiscard]] int synchronous_level();
+
  private:
   struct Pending {
     std::variant<std::monostate, CommitRequest, std::vector<DeliveryUpdate>>

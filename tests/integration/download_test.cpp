@@ -32,11 +32,8 @@ namespace {
 
 constexpr auto kDeadline = std::chrono::seconds(30);
 
-#define SKIP_WITHOUT_NGINX()                   \
-  if (const auto why = Nginx::unavailable()) { \
-    MESSAGE("SKIPPED: " << *why);              \
-    return;                                    \
-  }
+#define SKIP_WITHOUT_NGINX() \
+  if (const auto why = Nginx::unavailable()) return skip_test(*why)
 
 /// Files whose names say they are not finished (temp, part, sidecar).
 std::vector<std::string> unfinished_files(const fs::path& dir) {

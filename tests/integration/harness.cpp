@@ -80,6 +80,7 @@ struct SpawnIo {
   fs::path stdout_path;
   fs::path stderr_path;  ///< empty: stderr goes where stdout goes
   bool append = false;
+  std::vector<std::string> environment;  ///< more NAME=VALUE entries
 };
 
 pid_t spawn(const std::vector<std::string>& args, const SpawnIo& io) {
@@ -87,11 +88,20 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnIo& io) {
   for (const auto& arg : args)
     argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
-  // The caller's environment minus FBR_* overrides: the config file alone configures the server.
+  // The caller's environment minus FBR_* overrides (the config file alone configures the server)
+  // and minus the names io.environment sets.
+  const auto overridden = [&](const char* entry) {
+    return std::ranges::any_of(io.environment, [&](const std::string& mine) {
+      const auto name = mine.substr(0, mine.find('=') + 1);
+      return std::strncmp(entry, name.c_str(), name.size()) == 0;
+    });
+  };
   std::vector<char*> envp;
   for (char** entry = environ; *entry != nullptr; ++entry) {
-    if (std::strncmp(*entry, "FBR_", 4) != 0) envp.push_back(*entry);
+    if (std::strncmp(*entry, "FBR_", 4) != 0 && !overridden(*entry)) envp.push_back(*entry);
   }
+  for (const auto& entry : io.environment)
+    envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
 
   const std::string in = io.stdin_path.string();
@@ -381,6 +391,7 @@ Server::Server(const TempDir& dir, const ServerConfig& config)
     : config_path_(dir.path() / "config.json"),
       data_dir_(dir.path() / "data"),
       log_path_(dir.path() / "server.log"),
+      environment_(config.environment),
       open_files_limit_(config.open_files_limit) {
   write_file(config_path_, config_json(config, data_dir_));
   start();
@@ -404,9 +415,11 @@ void Server::start() {
                 {"/bin/sh", "-c",
                  "ulimit -n " + std::to_string(*open_files_limit_) + " && exec \"$0\" \"$@\""});
   }
-  pid_ = spawn(
-      argv,
-      {.stdin_path = "/dev/null", .stdout_path = log_path_, .stderr_path = {}, .append = true});
+  pid_ = spawn(argv, {.stdin_path = "/dev/null",
+                      .stdout_path = log_path_,
+                      .stderr_path = {},
+                      .append = true,
+                      .environment = environment_});
 
   const auto deadline = Clock::now() + 20s;
   for (;;) {
@@ -439,7 +452,12 @@ void Server::start() {
 int Server::terminate(std::chrono::milliseconds grace) {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
-  auto code = wait_until(pid_, Clock::now() + grace);
+  return wait_exit(grace);
+}
+
+int Server::wait_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  auto code = wait_until(pid_, Clock::now() + timeout);
   if (!code) {
     ::kill(pid_, SIGKILL);
     code = wait_blocking(pid_);
@@ -725,7 +743,8 @@ CliResult run_program(const std::vector<std::string>& argv, std::string_view std
   const pid_t pid = spawn(argv, {.stdin_path = io.path() / "stdin",
                                  .stdout_path = io.path() / "stdout",
                                  .stderr_path = io.path() / "stderr",
-                                 .append = false});
+                                 .append = false,
+                                 .environment = {}});
   CliResult result;
   if (auto code = wait_until(pid, Clock::now() + timeout)) {
     result.exit_code = *code;
@@ -769,7 +788,7 @@ bool accepts_connections(unsigned short port) {
 }
 
 ChildProcess::ChildProcess(std::vector<std::string> argv, fs::path log) : log_(std::move(log)) {
-  pid_ = spawn(argv, {.stdout_path = log_, .stderr_path = {}, .append = true});
+  pid_ = spawn(argv, {.stdout_path = log_, .stderr_path = {}, .append = true, .environment = {}});
 }
 
 ChildProcess::~ChildProcess() {

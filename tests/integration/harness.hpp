@@ -16,11 +16,18 @@
 #include <utility>
 #include <vector>
 
+#include "tests/skip.hpp"
+
 struct sqlite3;
 
 namespace fbr::itest {
 
 using namespace std::chrono_literals;
+
+/// A test that cannot run here says why and returns: `return skip_test("no nats-server");`. The
+/// process exits 77 (ctest: skipped) unless an assertion failed first; `make test` fails on any
+/// skip unless FBR_ALLOW_SKIPS=1. See tests/skip.hpp.
+using fbr::test::skip_test;
 
 /// A fresh directory under /tmp, removed (with everything in it) on destruction. Set
 /// FBR_ITEST_KEEP=1 to keep it for a post-mortem; its path is then printed.
@@ -85,6 +92,9 @@ struct ServerConfig {
   /// Set: the server starts under `ulimit -n` of this (soft and hard RLIMIT_NOFILE, set by a
   /// shell that then execs it; the pid stays the server's).
   std::optional<unsigned> open_files_limit;
+  /// More NAME=VALUE entries for the server process's environment (e.g. LD_PRELOAD), added after
+  /// the test's own environment minus FBR_*.
+  std::vector<std::string> environment;
 };
 
 std::string config_json(const ServerConfig& config, const std::filesystem::path& data_dir);
@@ -116,6 +126,9 @@ class Server {
   int terminate(std::chrono::milliseconds grace = 10s);
   /// SIGKILL and reap.
   void kill9();
+  /// Waits up to `timeout` for the process to exit by itself (after a signal the test sent), then
+  /// SIGKILLs it. Returns the exit code as terminate() does (-1 if it was not running).
+  int wait_exit(std::chrono::milliseconds timeout);
   /// terminate() if running, then start() on the same config and data dir.
   void restart();
 
@@ -134,6 +147,7 @@ class Server {
   std::filesystem::path config_path_;
   std::filesystem::path data_dir_;
   std::filesystem::path log_path_;
+  std::vector<std::string> environment_;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
   std::optional<unsigned> open_files_limit_;

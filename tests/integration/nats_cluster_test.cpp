@@ -9,10 +9,7 @@
 namespace fbr::itest {
 
 TEST_CASE("nats test cluster keeps a replicated stream writable with one node down") {
-  if (auto why = NatsCluster::unavailable()) {
-    MESSAGE("SKIPPED: " << *why);
-    return;
-  }
+  if (auto why = NatsCluster::unavailable()) return skip_test(*why);
   NatsCluster cluster(3);
   NatsProbe probe(cluster.urls());
   probe.add_stream("FIXTURE", {"fixture.>"}, 3);

@@ -29,12 +29,9 @@ namespace {
 const std::string kStream = "FBR_T";
 const std::string kSubject = "fbr.t";
 
-#define SKIP_WITHOUT_NATS()                      \
-  do {                                           \
-    if (auto why = NatsCluster::unavailable()) { \
-      MESSAGE("SKIPPED: " << *why);              \
-      return;                                    \
-    }                                            \
+#define SKIP_WITHOUT_NATS()                                            \
+  do {                                                                 \
+    if (auto why = NatsCluster::unavailable()) return skip_test(*why); \
   } while (false)
 
 std::string nats_journal(const NatsCluster& cluster) {

@@ -40,7 +40,7 @@ ServerConfig nats_config(const NatsCluster& cluster, const TempDir& dir) {
 
 bool skip_without_nats() {
   if (auto why = NatsCluster::unavailable()) {
-    MESSAGE("SKIPPED: " << *why);
+    skip_test(*why);
     return true;
   }
   return false;

@@ -170,14 +170,8 @@ void run_load(unsigned short port, int connections, int per_connection, LoadResu
 TEST_CASE(
     "scale-out: two receivers on a 3-node JetStream cluster lose nothing when a node and a "
     "receiver die") {
-  if (auto why = NatsCluster::unavailable()) {
-    MESSAGE("SKIPPED: " << *why);
-    return;
-  }
-  if (auto why = Haproxy::unavailable()) {
-    MESSAGE("SKIPPED: " << *why);
-    return;
-  }
+  if (auto why = NatsCluster::unavailable()) return skip_test(*why);
+  if (auto why = Haproxy::unavailable()) return skip_test(*why);
   NatsCluster cluster(3);
   TempDir out, dir_a, dir_b, dir_proxy;
   ServerConfig config;

@@ -44,14 +44,13 @@ void check_unavailable(const HttpResponse& r) {
 
 }  // namespace
 
-TEST_CASE("storage: a data dir on a read-only file system gets 503 with Retry-After - never 200") {
+TEST_CASE(
+    "storage: a data dir on a read-only file system gets 503 with Retry-After - never 200 "
+    "(needs root: tmpfs)") {
   TempDir dir;
   std::string why;
   const auto mount = TmpfsMount::mount(dir.path() / "data", "size=4m,mode=0700", why);
-  if (!mount) {
-    MESSAGE("SKIPPED: cannot mount a tmpfs here (", why, ")");
-    return;
-  }
+  if (!mount) return skip_test("cannot mount a tmpfs here (" + why + ")");
   Server server(dir);  // declared after the mount: stopped before it is unmounted
   INFO("server log tail:\n", server.log_tail());
   REQUIRE(http(server.port(), post_event(event_with_log_id(new_log_id()))).status == 200);
@@ -80,14 +79,13 @@ TEST_CASE("storage: a data dir on a read-only file system gets 503 with Retry-Af
   CHECK(journal_count(server, "events", "log_id = ?", {id}) == 1);
 }
 
-TEST_CASE("storage: a data dir on a full file system gets 503 with Retry-After - never 200") {
+TEST_CASE(
+    "storage: a data dir on a full file system gets 503 with Retry-After - never 200 (needs "
+    "root: tmpfs)") {
   TempDir dir;
   std::string why;
   const auto mount = TmpfsMount::mount(dir.path() / "data", "size=4m,mode=0700", why);
-  if (!mount) {
-    MESSAGE("SKIPPED: cannot mount a tmpfs here (", why, ")");
-    return;
-  }
+  if (!mount) return skip_test("cannot mount a tmpfs here (" + why + ")");
   Server server(dir);
   INFO("server log tail:\n", server.log_tail());
   REQUIRE(http(server.port(), post_event(event_with_log_id(new_log_id()))).status == 200);

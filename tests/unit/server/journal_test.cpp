@@ -152,3 +152,16 @@ TEST_CASE("journal tells the dispatcher when a commit created deliveries and onl
   REQUIRE(rows[0].deliveries.size() == 2);
   CHECK(rows[0].deliveries[0].state == "pending");
 }
+
+TEST_CASE("journal connection reads back PRAGMA synchronous = 2 (FULL) and commits through a WAL") {
+  TempDir dir;
+  Journal journal;
+  CHECK(journal.synchronous_level() == -1);  // not open yet
+  REQUIRE_FALSE(journal.open(dir.path / "data").has_value());
+  // FULL: in WAL mode COMMIT returns only after the WAL's fsync (NORMAL would sync at checkpoints
+  // only, and lose the last commits on power loss).
+  CHECK(journal.synchronous_level() == 2);
+  CHECK(commit_sync(journal, event_request("e1")).ok);
+  CHECK(journal.synchronous_level() == 2);
+  CHECK(fs::exists(dir.path / "data" / "journal.sqlite-wal"));
+}
