@@ -82,6 +82,9 @@ struct ServerConfig {
   std::string log_format = "text";
   std::string invalid_payloads;  ///< empty: left out (default "reject")
   std::string extra_members;     ///< more raw JSON members, e.g. R"("max_body_bytes": 1024)"
+
+  std::string listen = "127.0.0.1:0";  ///< e.g. "[::]:0"
+  std::string log_level = "info";
 };
 
 std::string config_json(const ServerConfig& config, const std::filesystem::path& data_dir);
