@@ -85,6 +85,11 @@ void reload(const config::Config& startup, LiveConfig& live,
   keep(next.journal.nats.duplicate_window_s, startup.journal.nats.duplicate_window_s, "journal");
   keep(next.journal.nats.token_env, startup.journal.nats.token_env, "journal");
   keep(next.dispatch_concurrency, startup.dispatch_concurrency, "dispatch.concurrency");
+  keep(next.limits.max_header_bytes, startup.limits.max_header_bytes, "limits");
+  keep(next.limits.header_timeout_ms, startup.limits.header_timeout_ms, "limits");
+  keep(next.limits.body_timeout_ms, startup.limits.body_timeout_ms, "limits");
+  keep(next.limits.idle_timeout_ms, startup.limits.idle_timeout_ms, "limits");
+  keep(next.limits.max_connections, startup.limits.max_connections, "limits");
   if (next.tls.enabled() != startup.tls.enabled()) {
     log.error("reload_refused",
               log.fields().add("errors", "tls: turning HTTPS on or off needs a restart"));

@@ -573,16 +573,17 @@ TEST_CASE("dispatch: an exec that hangs is killed at its timeout its whole proce
   const fs::path root = dir.path();
   // `hang` dies of the SIGTERM; `stubborn` ignores it (and so does its sleep): only a SIGKILL of
   // the group ends it.
-  write_script(root / "hang.sh", "echo $$ > " + shq(root / "hang.sh.pid") +
-                                     "\n"
-                                     "sleep 60 &\n"
-                                     "echo $! > " +
-                                     shq(root / "hang.sleep.pid") + "\nwait");
-  write_script(root / "stubborn.sh", "trap '' TERM\necho $$ > " + shq(root / "stubborn.sh.pid") +
-                                         "\n"
-                                         "sleep 60 &\n"
-                                         "echo $! > " +
-                                         shq(root / "stubborn.sleep.pid") + "\nwait");
+  // Each script writes its sleep's process group (field 5 of /proc/PID/stat) before the sleep's
+  // pid: the test reads it from there, so a sleep already killed by the timeout cannot hide it.
+  auto script = [&](const std::string& name, const std::string& prologue) {
+    write_script(root / (name + ".sh"),
+                 prologue + "echo $$ > " + shq(root / (name + ".sh.pid")) +
+                     "\nsleep 60 &\np=$!\nawk '{print $5}' /proc/$p/stat > " +
+                     shq(root / (name + ".sleep.pgid")) + "\necho $p > " +
+                     shq(root / (name + ".sleep.pid")) + "\nwait");
+  };
+  script("hang", "");
+  script("stubborn", "trap '' TERM\n");
   const std::string options = R"("timeout_ms": 500, )" + retry(1, 100, 100);
   Server server(dir, with_members(handlers({
                          exec_handler("hang", root / "hang.sh", options),
@@ -606,11 +607,12 @@ TEST_CASE("dispatch: an exec that hangs is killed at its timeout its whole proce
     const pid_t sh = std::stoi(file_lines(sh_file)[0]);
     const pid_t sleeper = std::stoi(file_lines(sleep_file)[0]);
     pids[name] = {sh, sleeper};
-    const pid_t group = ::getpgid(sleeper);
-    if (group >= 0) {
-      CHECK_MESSAGE(group == sh, name, ": the command does not lead its own process group");
-      CHECK(group != ::getpgid(0));
-    }
+    const auto group_lines = file_lines(root / (name + ".sleep.pgid"));
+    REQUIRE_MESSAGE(group_lines.size() == 1, name, ": the script did not record its process group");
+    const pid_t group = std::stoi(group_lines[0]);
+    CHECK_MESSAGE(group == sh, name, ": the command does not lead its own process group");
+    CHECK_MESSAGE(group != ::getpgid(0), name, ": the command is in the test's process group");
+    CHECK_MESSAGE(group != server.pid(), name, ": the command is in the server's process group");
   }
 
   std::optional<DeliveryInfo> hang;

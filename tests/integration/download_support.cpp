@@ -585,8 +585,8 @@ void FileServer::serve(int fd) {
         headers.emplace_back("Content-Type", "application/fhir+ndjson");
         const auto range = request.header("range");
         const auto if_range = request.header("if-range");
-        if (r.ranges && range && range->starts_with("bytes=") && range->back() == '-' &&
-            (!if_range || *if_range == etag)) {
+        if (r.ranges && !r.ignores_range && range && range->starts_with("bytes=") &&
+            range->back() == '-' && (!if_range || *if_range == etag)) {
           const std::size_t from = std::stoull(range->substr(6, range->size() - 7));
           if (from >= r.body.size()) {
             status = 416;

@@ -129,6 +129,7 @@ struct Resource {
   std::string body;
   std::string content_encoding;  ///< sent as Content-Encoding when not empty (body as given)
   bool ranges = true;            ///< Accept-Ranges: bytes, an ETag, 206 for "Range: bytes=N-"
+  bool ignores_range = false;    ///< announces ranges (above) but answers every Range with 200
   std::vector<int> statuses;     ///< the first requests get these statuses, in order, no body
   std::optional<int> retry_after_s;
   std::optional<std::string> bearer;    ///< 401 unless "Authorization: Bearer <this>"
@@ -142,6 +143,10 @@ struct Resource {
   explicit Resource(std::string text = {}) : body(std::move(text)) {}
   Resource& without_ranges() {
     ranges = false;
+    return *this;
+  }
+  Resource& ignoring_range() {
+    ignores_range = true;
     return *this;
   }
   Resource& first_answers(std::vector<int> codes, std::optional<int> retry_after = {}) {

@@ -628,6 +628,109 @@ TEST_CASE("download: error and deleted files land in their folders and are check
   CHECK(item_types == std::set<std::string>{"output", "error", "deleted"});
 }
 
+TEST_CASE(
+    "download: an error file that is not OperationOutcome or a deleted file not of its type "
+    "is dead naming the file") {
+  const std::string patients = synthea_text("Patient");
+  FileServer files;
+  files.put("/bad/patients.ndjson", Resource(patients));
+  TempDir tmp;
+  const fs::path downloads = tmp.path() / "downloads";
+  Server server(tmp, download_config({download_handler("fetch", downloads)}));
+  struct Case {
+    std::string what;
+    std::vector<EventFile> error;
+    std::vector<EventFile> deleted;
+    std::string file;      ///< the file the error must name
+    std::string expected;  ///< the type it must say was expected
+  };
+  const std::string url = files.url("/bad/patients.ndjson");
+  const std::vector<Case> cases = {
+      {"error[] of OperationOutcome holding Patients",
+       {{"OperationOutcome", url}},
+       {},
+       "error/OperationOutcome.1.ndjson",
+       "\"OperationOutcome\""},
+      // Whatever type an error[] entry claims, its lines must be OperationOutcome.
+      {"error[] claiming Patient",
+       {{"Patient", url}},
+       {},
+       "error/Patient.1.ndjson",
+       "\"OperationOutcome\""},
+      {"deleted[] of Bundle holding Patients",
+       {},
+       {{"Bundle", url}},
+       "deleted/Bundle.1.ndjson",
+       "\"Bundle\""},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    const std::string log_id = new_log_id();
+    post_ok(server, export_event(log_id, {}, false, c.error, c.deleted));
+    const DeliveryInfo dead = wait_state(server, log_id, "fetch", "dead");
+    CHECK_MESSAGE(dead.last_error.find(c.file) != std::string::npos, dead.last_error);
+    CHECK_MESSAGE(dead.last_error.find("expected " + c.expected) != std::string::npos,
+                  dead.last_error);
+    CHECK_FALSE(fs::exists(downloads / log_id / c.file));
+    CHECK_FALSE(fs::exists(downloads / log_id / "manifest.json"));
+  }
+}
+
+TEST_CASE(
+    "download: a resumed transfer answered 200 instead of 206 starts the file again - "
+    "byte-identical") {
+  const std::string plain = generated_ndjson("Observation", 3000, 300);
+  FileServer files;
+  // Accept-Ranges and an ETag, then a whole 200 answer to the Range request.
+  files.put("/ignore/obs.ndjson", Resource(plain).ignoring_range().cut_after(plain.size() / 2));
+  TempDir tmp;
+  const fs::path downloads = tmp.path() / "downloads";
+  Server server(tmp, download_config({download_handler("fetch", downloads)}));
+  const std::string log_id = new_log_id();
+  post_ok(server,
+          export_event(log_id, {{"Observation", files.url("/ignore/obs.ndjson"), 3000}}, false));
+  wait_state(server, log_id, "fetch", "done");
+  const auto requests = files.requests("/ignore/obs.ndjson");
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[1].header("Range") == "bytes=" + std::to_string(plain.size() / 2) + "-");
+  CHECK(read_file(downloads / log_id / "Observation.1.ndjson") == plain);
+  const auto manifest = parse_json(read_file(downloads / log_id / "manifest.json"));
+  CHECK(json_raw(manifest, "/output/0/lines") == "3000");
+  CHECK(json_raw(manifest, "/output/0/bytes") == std::to_string(plain.size()));
+  CHECK(unfinished_files(downloads).empty());
+}
+
+TEST_CASE(
+    "download: a resume whose If-Range no longer matches (ETag changed) gets the new file "
+    "whole - byte-identical") {
+  const std::string before = generated_ndjson("Observation", 2000, 300);
+  const std::string after = generated_ndjson("Observation", 2000, 200);
+  REQUIRE(before != after);
+  FileServer files;
+  const std::string path = "/changed/obs.ndjson";
+  files.put(path,
+            Resource(before).stall_after(before.size() / 2).cut_after(before.size() / 2 + 1000));
+  TempDir tmp;
+  const fs::path downloads = tmp.path() / "downloads";
+  Server server(tmp, download_config({download_handler("fetch", downloads)}));
+  const std::string log_id = new_log_id();
+  post_ok(server, export_event(log_id, {{"Observation", files.url(path), 2000}}, false));
+  REQUIRE(poll_until([&] { return files.stalled(); }, kDeadline));
+  // The file changes on the server while the first transfer hangs; then that transfer is cut.
+  files.put(path, Resource(after));
+  files.release();
+  wait_state(server, log_id, "fetch", "done");
+  const auto requests = files.requests(path);
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[1].header("Range") == "bytes=" + std::to_string(before.size() / 2 + 1000) + "-");
+  CHECK(requests[1].header("If-Range").has_value());
+  CHECK(read_file(downloads / log_id / "Observation.1.ndjson") == after);
+  const auto manifest = parse_json(read_file(downloads / log_id / "manifest.json"));
+  CHECK(json_raw(manifest, "/output/0/lines") == "2000");
+  CHECK(json_raw(manifest, "/output/0/bytes") == std::to_string(after.size()));
+  CHECK(unfinished_files(downloads).empty());
+}
+
 TEST_CASE("download: status 202 events are done without downloading anything") {
   TempDir tmp;
   const fs::path downloads = tmp.path() / "downloads";

@@ -167,7 +167,6 @@ TEST_CASE("hardening: HTTPS - TLS 1.1 and 1.0 are refused - TLS 1.2 and 1.3 work
     CHECK(r.exit_code != 0);
   }
 
-  int n = 0;
   for (const auto& [options, expected] :
        std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--tlsv1.2", "--tls-max", "1.2"}, "TLSv1.2"}, {{"--tlsv1.3"}, "TLSv1.3"}}) {
@@ -181,9 +180,7 @@ TEST_CASE("hardening: HTTPS - TLS 1.1 and 1.0 are refused - TLS 1.2 and 1.3 work
     CHECK(answer.status == 200);
     CHECK(answer.verbose.find("SSL connection using " + expected) != std::string::npos);
     CHECK(journal_count(server, "events", "log_id = ?", {id}) == 1);
-    ++n;
   }
-  CHECK(n == 2);
 }
 
 TEST_CASE("hardening: HTTPS - plain HTTP to the TLS port gets no HTTP answer") {

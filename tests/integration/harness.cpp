@@ -370,7 +370,7 @@ std::string json_str(const rapidjson::Value& root, const char* pointer) {
 // ---------------------------------------------------------------------------------------------
 
 std::string config_json(const ServerConfig& config, const fs::path& data_dir) {
-  std::string out = "{\n  \"listen\": \"127.0.0.1:0\",\n";
+  std::string out = "{\n  \"listen\": " + json_quote(config.listen) + ",\n";
   if (config.tokens) {
     out += "  \"verification_tokens\": [";
     for (std::size_t i = 0; i < config.tokens->size(); ++i) {
@@ -383,7 +383,8 @@ std::string config_json(const ServerConfig& config, const fs::path& data_dir) {
     out += "  \"invalid_payloads\": " + json_quote(config.invalid_payloads) + ",\n";
   }
   if (!config.extra_members.empty()) out += "  " + config.extra_members + ",\n";
-  out += "  \"log\": {\"level\": \"info\", \"format\": " + json_quote(config.log_format) + "}\n}\n";
+  out += "  \"log\": {\"level\": " + json_quote(config.log_level) +
+         ", \"format\": " + json_quote(config.log_format) + "}\n}\n";
   return out;
 }
 

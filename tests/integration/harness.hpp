@@ -95,6 +95,9 @@ struct ServerConfig {
   /// More NAME=VALUE entries for the server process's environment (e.g. LD_PRELOAD), added after
   /// the test's own environment minus FBR_*.
   std::vector<std::string> environment;
+
+  std::string listen = "127.0.0.1:0";  ///< e.g. "[::]:0"
+  std::string log_level = "info";
 };
 
 std::string config_json(const ServerConfig& config, const std::filesystem::path& data_dir);

@@ -462,9 +462,26 @@ TEST_CASE("nats dispatch: SIGTERM during a delivery loses nothing") {
   const auto id = new_log_id();
   publish_event(probe, id, "slow");
   REQUIRE(poll_until([&] { return fs::exists(started); }, 20s));
+  const auto signalled = std::chrono::steady_clock::now();
   // Stopping waits for the running delivery, which records its outcome (a retry) in JetStream.
   CHECK(server.terminate() == 0);
+  const auto stop_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now() - signalled)
+                           .count();
   CHECK(file_lines(out).empty());
+  {
+    // The first run ended and logged its outcome before the dispatcher stopped; a stop that did
+    // not wait for it would leave no outcome line (JetStream would redeliver it after AckWait
+    // all the same, so the end result alone does not show the wait).
+    INFO(server.log_tail());
+    const std::string log = server.log();
+    const auto outcome = log.find("handler=slow attempt=1 outcome=retry");
+    const auto stopped = log.find("dispatcher_stopped");
+    REQUIRE_MESSAGE(outcome != std::string::npos, "no outcome line for the first run");
+    REQUIRE(stopped != std::string::npos);
+    CHECK_MESSAGE(outcome < stopped, "the outcome was logged after the dispatcher stopped");
+    CHECK_MESSAGE(stop_ms >= 1000, "SIGTERM took ", stop_ms, " ms: it did not wait for the run");
+  }
   server.start();
   const bool done =
       poll_until([&] { return file_lines(out).size() == 1 && drained(probe, "fbr-slow"); }, 30s);

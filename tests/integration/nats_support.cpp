@@ -32,7 +32,7 @@ std::optional<std::string> NatsCluster::unavailable() {
   return std::nullopt;
 }
 
-NatsCluster::NatsCluster(int nodes) {
+NatsCluster::NatsCluster(int nodes, const std::string& extra_config) {
   if (auto why = unavailable()) throw std::runtime_error(*why);
   nodes_.resize(static_cast<std::size_t>(nodes));
   for (auto& n : nodes_) {
@@ -49,6 +49,7 @@ NatsCluster::NatsCluster(int nodes) {
                        "\nhttp: 127.0.0.1:" + std::to_string(n.monitor_port) +
                        "\njetstream { store_dir: \"" + (home / "store").string() +
                        "\", max_memory_store: 64MB, max_file_store: 1GB }\n";
+    if (!extra_config.empty()) conf += extra_config + "\n";
     if (nodes > 1) {
       conf += "cluster {\n  name: fbr-test\n  listen: 127.0.0.1:" + std::to_string(n.cluster_port) +
               "\n  routes: [\n";
@@ -111,6 +112,11 @@ void NatsCluster::start(int i) {
 bool NatsCluster::running(int i) {
   auto& n = nodes_.at(static_cast<std::size_t>(i));
   return n.process && n.process->running();
+}
+
+pid_t NatsCluster::pid(int i) const {
+  const auto& n = nodes_.at(static_cast<std::size_t>(i));
+  return n.process ? n.process->pid() : -1;
 }
 
 std::string NatsCluster::logs() const {

@@ -27,7 +27,8 @@ class NatsCluster {
   /// nullopt when nats-server is not installed (tests then skip, saying why).
   static std::optional<std::string> unavailable();
 
-  explicit NatsCluster(int nodes = 1);
+  /// `extra_config`: more lines for every node's config file, e.g. "max_payload: 4096".
+  explicit NatsCluster(int nodes = 1, const std::string& extra_config = {});
   ~NatsCluster();
   NatsCluster(const NatsCluster&) = delete;
   NatsCluster& operator=(const NatsCluster&) = delete;
@@ -45,6 +46,8 @@ class NatsCluster {
   /// Starts node i again (same ports, same store); waits for its /healthz.
   void start(int i);
   bool running(int i);
+  /// The process id of node i (-1 when it is not running), e.g. to SIGSTOP it.
+  pid_t pid(int i = 0) const;
   /// Every node's log, for failure messages.
   std::string logs() const;
 
