@@ -10,7 +10,7 @@ packages=(
   libboost1.81-dev rapidjson-dev libspdlog-dev libfmt-dev doctest-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev zlib1g-dev libcli11-dev libnats-dev
   # tools the tests and operations use (nginx: the download handler's tests serve exports with it)
-  sqlite3 openssl curl ca-certificates util-linux procps nginx gzip nats-server haproxy
+  sqlite3 openssl curl ca-certificates util-linux procps nginx gzip nats-server haproxy strace
 )
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-14-dev)
