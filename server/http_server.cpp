@@ -317,7 +317,7 @@ void HttpServer::begin_shutdown(milliseconds drain) {
 asio::awaitable<void> HttpServer::accept_loop() {
   asio::steady_timer pause(acceptor_->get_executor());
   milliseconds backoff{0};
-  auto last_report = std::chrono::steady_clock::time_point::min();
+  auto last_report = std::chrono::steady_clock::now() - kAcceptLogInterval;
   std::int64_t unreported = 0;  // accept errors since the last line
   for (;;) {
     // A strand per connection only when several threads run the io_context: with one, every

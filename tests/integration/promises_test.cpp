@@ -1,8 +1,7 @@
 // README promises about the HTTP side that had no test (issue 13): the header, body and idle
 // limits, `Expect: 100-continue`, the journal's file modes under any umask, listening on `[::]`,
 // one Log ID twice in one group commit, and what SIGHUP reloads (and what it keeps, naming it).
-// Each test fails when the promise it names is broken; the mutation each was seen failing
-// against is in the commit that added it.
+// Each test was seen failing against a one-line break of the promise it names.
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
