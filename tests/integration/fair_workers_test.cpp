@@ -32,12 +32,6 @@ Resource slow_patients(std::size_t bytes = 8, std::chrono::milliseconds every = 
   return Resource(generated_ndjson("Patient", 1000, 64)).dribbled(bytes, every);
 }
 
-void post_ok(const Server& server, const std::string& body) {
-  const auto r = http(server.port(), post_event(body));
-  REQUIRE_MESSAGE(r.status == 200, "POST answered ", r.status, " ", r.body, "\n",
-                  server.log_tail());
-}
-
 /// The server's config: dispatch.concurrency 8, a download handler for Patient events with
 /// `download_more` members, a file handler for Observation events, `journal` (may be empty).
 ServerConfig fair_config(const fs::path& downloads, const fs::path& files,
