@@ -10,10 +10,10 @@ namespace fbr::core {
 
 /// A handler's `when` filter. Every field is optional; all present ones must match.
 struct WhenFilter {
-  std::vector<int> status;                  ///< any of these (200, 202)
-  std::optional<bool> test;                 ///< Meta.Test equals this (absent/null Test = false)
-  std::vector<std::string> resource_types;  ///< any output[].type is in this list
-  std::optional<std::string> source_id;     ///< Meta.Source.ID equals this
+  std::vector<int> status;                    ///< any of these (200, 202)
+  std::optional<bool> test;                   ///< Meta.Test equals this (absent/null Test = false)
+  std::vector<std::string> resource_types;    ///< any output[].type is in this list
+  std::optional<std::string> source_id;       ///< Meta.Source.ID equals this
   std::optional<std::string> destination_id;  ///< any Meta.Destinations[].ID equals this
 };
 
