@@ -247,9 +247,11 @@ void NatsDispatcher::sync_fetchers() {
   }
   for (const auto& [name, route] : routes_) {
     for (const bool replay : {false, true}) {
-      const bool running = std::any_of(fetchers_.begin(), fetchers_.end(), [&](const auto& f) {
-        return !f->stop && f->handler == name && f->replay == replay;
-      });
+      // An init-capture: clang 14 (the fuzz preset) cannot capture a structured binding.
+      const bool running =
+          std::any_of(fetchers_.begin(), fetchers_.end(), [&handler = name, replay](const auto& f) {
+            return !f->stop && f->handler == handler && f->replay == replay;
+          });
       if (running) continue;
       auto f = std::make_unique<Fetcher>();
       f->handler = name;
