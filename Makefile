@@ -21,7 +21,8 @@ run: build
 	@echo "Starting fhir-bulk-receiver with config/dev.json (loopback only, token dev-token)."
 	@echo "In another terminal, send it a test webhook:"
 	@echo
-	@echo "  $(BIN) send --url http://127.0.0.1:8080/webhook --token dev-token tests/fixtures/events/complete.json"
+	@echo "  FBR_SEND_TOKEN=dev-token $(BIN) send \\"
+	@echo "    --url http://127.0.0.1:8080/webhook tests/fixtures/events/complete.json"
 	@echo
 	@$(BIN) serve --config config/dev.json
 
