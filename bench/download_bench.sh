@@ -125,7 +125,8 @@ cat >"$CONFIG" <<EOF
   "verification_tokens": ["$TOKEN"],
   "data_dir": "$WORK/data",
   "log": {"level": "info", "format": "text"},
-  "handlers": [{"name": "fetch", "type": "download", "dir": "$WORK/downloads"}]
+  "handlers": [{"name": "fetch", "type": "download", "dir": "$WORK/downloads",
+                "allowed_hosts": ["127.0.0.1"]}]
 }
 EOF
 "$BIN" serve --config "$CONFIG" >"$WORK/receiver.log" 2>&1 &
