@@ -24,10 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-long long ms_since(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-}
-
 std::string url(unsigned short port, std::string_view scheme = "https") {
   return std::string(scheme) + "://127.0.0.1:" + std::to_string(port) + "/webhook";
 }

@@ -22,6 +22,13 @@ struct sqlite3;
 
 namespace fbr::itest {
 
+/// Milliseconds from `start` to now.
+inline long long ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+      .count();
+}
+
 using namespace std::chrono_literals;
 
 /// A test that cannot run here says why and returns: `return skip_test("no nats-server");`. The

@@ -42,10 +42,6 @@ void wait_accepting(const Server& server) {
   FAIL("the receiver never answered 200 (last ", status, "):\n", server.log_tail());
 }
 
-long long ms_since(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-}
-
 /// The state letter of /proc/PID/stat ('T': stopped), '?' when unreadable.
 char process_state(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
