@@ -87,7 +87,7 @@ struct HttpHandler {
   std::map<std::string, HeaderValue> headers;
   std::uint32_t timeout_ms = 10'000;
 };
-/// Where URLs that come from events may lead (the download handler's; server/handlers/egress.hpp
+/// Where URLs that come from events may lead (the download handler's; server/support/egress.hpp
 /// applies it). Host patterns: exact names, "*.suffix", IPv4 and IPv6 literals.
 struct Egress {
   std::vector<std::string> allowed_hosts;  ///< empty: any host whose addresses are public

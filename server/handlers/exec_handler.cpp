@@ -8,8 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "server/handlers/posix.hpp"
-#include "server/handlers/process.hpp"
+#include "server/support/posix.hpp"
+#include "server/support/process.hpp"
 
 namespace fbr::server {
 namespace {

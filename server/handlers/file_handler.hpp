@@ -8,7 +8,7 @@
 #include <unordered_set>
 
 #include "server/handlers/handler.hpp"
-#include "server/handlers/posix.hpp"
+#include "server/support/posix.hpp"
 
 namespace fbr::server {
 

@@ -6,7 +6,7 @@
 #include <variant>
 
 #include "core/text.hpp"
-#include "server/handlers/download_handler.hpp"
+#include "server/handlers/download/handler.hpp"
 #include "server/handlers/exec_handler.hpp"
 #include "server/handlers/file_handler.hpp"
 #include "server/handlers/http_handler.hpp"

@@ -12,7 +12,7 @@
 
 #include "config/config.hpp"
 #include "core/backoff.hpp"
-#include "server/log.hpp"
+#include "server/support/log.hpp"
 
 namespace fbr::server {
 

@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "server/handlers/curl.hpp"
 #include "server/handlers/handler.hpp"
+#include "server/support/curl.hpp"
 
 namespace fbr::server {
 

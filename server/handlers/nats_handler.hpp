@@ -8,7 +8,7 @@
 #include <string>
 
 #include "server/handlers/handler.hpp"
-#include "server/nats_client.hpp"
+#include "server/support/nats_client.hpp"
 
 namespace fbr::server {
 

@@ -1,7 +1,7 @@
 // libFuzzer target: the HTTP request path in-process, in the session's order — Beast's request
 // parser with the server's limits reads the header, the header-time admission (token check, body
-// limit; server/admission.hpp) decides, then the body is parsed with the admitted limit and the
-// Router answers (authentication, challenges, model validation, journal commit).
+// limit; server/http/admission.hpp) decides, then the body is parsed with the admitted limit and
+// the Router answers (authentication, challenges, model validation, journal commit).
 #include <spdlog/sinks/null_sink.h>
 #include <stdlib.h>
 
@@ -14,12 +14,12 @@
 #include <memory>
 #include <string>
 
-#include "server/admission.hpp"
-#include "server/journal.hpp"
-#include "server/live_config.hpp"
-#include "server/log.hpp"
-#include "server/metrics.hpp"
-#include "server/router.hpp"
+#include "server/http/admission.hpp"
+#include "server/http/router.hpp"
+#include "server/journal/sqlite/journal.hpp"
+#include "server/support/live_config.hpp"
+#include "server/support/log.hpp"
+#include "server/support/metrics.hpp"
 
 namespace {
 

@@ -1,0 +1,76 @@
+#pragma once
+// The HTTP/1.1 listener and its sessions: Beast over Asio, one coroutine on its own strand per
+// connection, keep-alive and pipelining, header/body/idle timeouts, body and connection limits.
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "config/config.hpp"
+#include "server/http/router.hpp"
+#include "server/http/tls.hpp"
+#include "server/support/live_config.hpp"
+#include "server/support/log.hpp"
+#include "server/support/metrics.hpp"
+
+namespace fbr::server {
+
+class HttpServer {
+ public:
+  /// `config` is the start-up snapshot (listen, limits, TLS files); `live` what a reload changes.
+  HttpServer(const config::Config& config, const LiveConfig& live, EventStore& journal,
+             Metrics& metrics, const Logger& log);
+  ~HttpServer();
+
+  /// Loads the TLS certificate and key when configured, binds and listens on config.listen.
+  /// Error message (naming the file or the address) or nullopt.
+  std::optional<std::string> listen();
+
+  /// Re-reads the certificate and key for new connections (SIGHUP). Error message or nullopt;
+  /// on error the old ones stay.
+  std::optional<std::string> reload_tls(const config::Tls& tls);
+
+  /// Called on SIGHUP, on an io thread.
+  void on_reload(std::function<void()> reload) { reload_ = std::move(reload); }
+  /// The bound port (after listen).
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+  /// Serves on `threads` threads until SIGTERM/SIGINT, then drains in-flight requests (at most
+  /// `drain` long) and returns.
+  void run(unsigned threads, std::chrono::milliseconds drain);
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> session(boost::beast::tcp_stream stream);
+  template <class Stream>
+  boost::asio::awaitable<void> serve_requests(Stream& stream, const std::string& remote);
+  boost::asio::awaitable<void> refuse(boost::beast::tcp_stream stream);
+  void begin_shutdown(std::chrono::milliseconds drain);
+  void wait_for_hangup(boost::asio::signal_set& hangup);
+
+  const config::Config& config_;
+  const Logger& log_;
+  Metrics& metrics_;
+  Router router_;
+  std::atomic<std::shared_ptr<TlsContext>> tls_;  // null: plain HTTP
+  std::function<void()> reload_;
+  // Declared before the io_context: session frames that the io_context destroys touch these.
+  std::atomic<std::int64_t> connections_{0};
+  std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<bool> stopping_{false};
+  boost::asio::io_context ioc_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  std::uint16_t port_ = 0;
+  unsigned threads_ = 1;  // threads running ioc_ (set by run)
+};
+
+}  // namespace fbr::server

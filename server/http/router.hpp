@@ -1,0 +1,73 @@
+#pragma once
+// Maps one HTTP request to its Reply: routing, authentication, verification challenges, and the
+// ingest path (parse → journal commit → answer). The session owns the socket; this owns the rules.
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/url/params_view.hpp>
+#include <string>
+
+#include "config/config.hpp"
+#include "server/http/admission.hpp"
+#include "server/http/reply.hpp"
+#include "server/http/request_body.hpp"
+#include "server/journal/sqlite/journal.hpp"
+#include "server/support/live_config.hpp"
+#include "server/support/log.hpp"
+#include "server/support/metrics.hpp"
+
+namespace fbr::server {
+
+using Request = http::request<RequestBody>;
+
+/// What the session knows about a request besides the message itself.
+struct RequestInfo {
+  std::string remote_addr;
+  std::string request_id;
+};
+
+class Router {
+ public:
+  Router(const LiveConfig& config, EventStore& journal, Metrics& metrics, const Logger& log)
+      : config_(config),
+        path_(config.get()->path),
+        journal_(journal),
+        metrics_(metrics),
+        log_(log) {}
+
+  /// The header-time decision (admit() with the live tokens and the webhook path); a 401 is
+  /// counted and logged here.
+  Admission admit(const RequestHeader& header, const BodyFraming& framing, const RequestInfo& info);
+  /// The answer to a body that grew past admission.body_limit (a 401 counted and logged).
+  Reply over_limit(const Admission& admission, const RequestInfo& info);
+  /// Counts and logs an unauthenticated request (`reason`: no token, wrong token, ...).
+  void unauthorized(std::string_view reason, const RequestInfo& info);
+
+  /// Answers a request whose body has been read in full. Never throws.
+  boost::asio::awaitable<Reply> handle(Request& request, const RequestInfo& info);
+
+  /// Readiness: the journal is writable.
+  [[nodiscard]] bool ready() { return journal_.writable(); }
+
+ private:
+  boost::asio::awaitable<Reply> post_event(Request& request, const RequestInfo& info,
+                                           const config::Config& config);
+  Reply get_challenge(const Request& request, boost::urls::params_view params,
+                      const config::Config& config);
+
+  const LiveConfig& config_;
+  const std::string path_;  // fixed at start: a reload does not move the endpoint
+  EventStore& journal_;
+  Metrics& metrics_;
+  const Logger& log_;
+};
+
+/// The token a request carries in `verification-token` or `Authorization: Bearer`, or empty.
+std::string header_token(const RequestHeader& request);
+
+/// True when `token` is one of `tokens` (constant-time for each; never stops early).
+bool token_valid(std::string_view token, const std::vector<std::string>& tokens);
+
+/// True for no Content-Type, application/json, application/fhir+json and any */*+json.
+bool is_json_content_type(std::string_view content_type);
+
+}  // namespace fbr::server

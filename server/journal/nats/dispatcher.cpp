@@ -1,0 +1,638 @@
+#include "server/journal/nats/dispatcher.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
+#include <utility>
+
+#include "core/text.hpp"
+#include "server/journal/nats/journal.hpp"
+#include "server/journal/sqlite/dispatcher.hpp"
+
+namespace fbr::server {
+namespace {
+
+using std::chrono::milliseconds;
+
+// How long one fetch waits for a message: also how long stop() and a reload wait for a loop.
+constexpr std::int64_t kFetchWaitMs = 1000;
+constexpr milliseconds kMinAckWait{5000};
+constexpr milliseconds kMaxAckWait{30000};
+// Ack-pending bounds the messages one consumer has out at once, those waiting out a retry delay
+// included (a nak'ed message stays pending until redelivered).
+constexpr std::int64_t kMaxAckPending = 10000;
+constexpr int kPublishTimeoutMs = 10000;
+
+double jitter() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+std::string header(natsMsg* msg, const char* name) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg, name, &value) != NATS_OK || value == nullptr) return {};
+  return value;
+}
+
+}  // namespace
+
+std::string nats_consumer_name(std::string_view handler, bool replay) {
+  return nats_names::consumer_name(handler) + (replay ? "-replay" : "");
+}
+
+std::string nats_replay_subject(std::string_view subject, std::string_view handler) {
+  return std::string(subject) + ".replay." + std::string(handler);
+}
+
+std::string nats_dead_subject(std::string_view subject, std::string_view handler) {
+  return std::string(subject) + ".dead." + std::string(handler);
+}
+
+milliseconds nats_ack_wait(const core::RetryPolicy& policy) {
+  return std::clamp(milliseconds(policy.initial_backoff_ms), kMinAckWait, kMaxAckWait);
+}
+
+bool lists_handler(std::string_view handlers, std::string_view handler) {
+  const auto names = nats_names::split_handlers(handlers);
+  return std::ranges::find(names, handler) != names.end();
+}
+
+NatsEventHeaders read_event_headers(natsMsg* msg) {
+  NatsEventHeaders h;
+  h.msg_id = header(msg, "Nats-Msg-Id");
+  h.event_key = header(msg, "Fbr-Event-Key");
+  if (h.event_key.empty()) h.event_key = h.msg_id;
+  h.replay_of = header(msg, "Fbr-Replay-Of");
+  h.log_id = header(msg, "Fbr-Log-Id");
+  h.attempt_id = header(msg, "Fbr-Attempt-Id");
+  h.handlers = header(msg, "Fbr-Handlers");
+  const std::string status = header(msg, "Fbr-Status");
+  int value = 0;
+  const auto [end, ec] = std::from_chars(status.data(), status.data() + status.size(), value);
+  if (ec == std::errc() && end == status.data() + status.size()) h.status = value;
+  return h;
+}
+
+NatsDecision nats_decision(int attempt, const Outcome& outcome, const core::RetryPolicy& policy,
+                           double jitter) {
+  // The same arithmetic and messages as the SQLite dispatcher; only the bookkeeping differs.
+  const DeliveryUpdate u = next_state({}, {}, attempt, outcome, policy, 0, jitter);
+  switch (u.state) {
+    case DeliveryState::kDone:
+      return {};
+    case DeliveryState::kDead:
+      return {NatsDecision::Kind::kDead, milliseconds(0), u.last_error};
+    default:
+      return {NatsDecision::Kind::kNak, milliseconds(u.next_attempt_at_ms), u.last_error};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// One fetch loop: a handler's events consumer or its replay consumer.
+struct NatsDispatcher::Fetcher {
+  std::string handler;
+  bool replay = false;
+  std::string durable;
+  std::string filter;
+  core::RetryPolicy retry;  // guarded by mutex_
+  bool reconfigure = true;  // guarded by mutex_: (re)create the consumer before the next fetch
+  std::atomic<bool> stop{false};
+  std::atomic<bool> done{false};
+  std::uint64_t pending = 0;  // guarded by mutex_: NumPending of the last message fetched
+  milliseconds ack_wait{kMinAckWait};
+  std::thread thread;
+};
+
+/// A pull subscription, destroyed once neither its fetch loop nor any message it fetched needs it:
+/// libnats acks a message through its subscription, so destroying it under a running delivery
+/// would leave the delivery's ack pointing at freed memory.
+struct Subscription {
+  natsSubscription* sub = nullptr;
+  explicit Subscription(natsSubscription* s) : sub(s) {}
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  // Destroy only: the consumer is durable and bound, so nothing is deleted on the server.
+  ~Subscription() { natsSubscription_Destroy(sub); }
+};
+
+/// A fetched message, queued or running. Everything read from the message is read by the
+/// fetcher, before the keeper may send InProgress for it.
+struct NatsDispatcher::Job {
+  std::shared_ptr<Subscription> subscription;  // outlives msg (see ~Job)
+  natsMsg* msg = nullptr;
+  std::string handler;
+  bool replay = false;
+  NatsEventHeaders headers;
+  int attempt = 1;  // NumDelivered
+  std::uint64_t sequence = 0;
+  milliseconds progress_every{kMinAckWait / 3};
+  std::chrono::steady_clock::time_point progress_at = std::chrono::steady_clock::now();
+
+  Job() = default;
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+  ~Job() { natsMsg_Destroy(msg); }
+  [[nodiscard]] std::string_view body() const {
+    return {natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))};
+  }
+};
+
+NatsDispatcher::NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log)
+    : config_(config),
+      metrics_(metrics),
+      log_(log),
+      fetched_(config.dispatch_concurrency),
+      running_(config.dispatch_concurrency) {}
+
+int NatsDispatcher::cap_of(const std::string& handler) const {
+  const auto it = routes_.find(handler);
+  return it == routes_.end() ? 0 : it->second->concurrency;
+}
+
+std::deque<std::shared_ptr<NatsDispatcher::Job>>::iterator NatsDispatcher::startable() {
+  return std::find_if(queue_.begin(), queue_.end(), [this](const std::shared_ptr<Job>& job) {
+    // A removed handler's job starts at once: run() gives it back to the consumer.
+    const int cap = cap_of(job->handler);
+    return cap == 0 || running_.room(job->handler, cap) > 0;
+  });
+}
+
+NatsDispatcher::~NatsDispatcher() {
+  stop();
+}
+
+std::optional<std::string> NatsDispatcher::build(const config::Config& config,
+                                                 Routes& routes) const {
+  std::map<std::string, std::string> consumers;  // consumer name -> handler
+  for (const auto& h : config.handlers) {
+    const auto consumer = nats_consumer_name(h.name, false);
+    if (auto [it, fresh] = consumers.emplace(consumer, h.name); !fresh) {
+      return "handlers " + it->second + " and " + h.name + " would share the NATS consumer " +
+             consumer + ": rename one";
+    }
+  }
+  return build_routes(config, log_, routes);
+}
+
+std::optional<std::string> NatsDispatcher::start() {
+  const auto& nats = config_.journal.nats;
+  if (nats.servers.empty()) return "journal.nats.servers: at least one server is required";
+  Routes routes;
+  if (auto error = build(config_, routes)) return error;
+  std::string error;
+  auto options = journal_connection_options(nats, error);
+  if (!options) return error;
+  options->name = "fhir-bulk-receiver dispatcher";
+  connection_ = nats::Connection::open(*options, error);
+  if (!connection_) return error;
+  std::lock_guard lock(mutex_);
+  routes_ = std::move(routes);
+  started_ = true;
+  for (int i = 0; i < config_.dispatch_concurrency; ++i) {
+    workers_.emplace_back([this] { worker_loop(); });
+  }
+  keeper_ = std::thread([this] { keeper_loop(); });
+  sync_fetchers();
+  log_.info("dispatcher_started", log_.fields()
+                                      .add("backend", "nats")
+                                      .add("handlers", static_cast<std::int64_t>(routes_.size()))
+                                      .add("concurrency", config_.dispatch_concurrency)
+                                      .add("stream", nats.stream)
+                                      .add("subject", nats.subject));
+  return std::nullopt;
+}
+
+std::optional<std::string> NatsDispatcher::reload(const config::Config& config) {
+  Routes routes;
+  if (auto error = build(config, routes)) return error;
+  {
+    std::lock_guard lock(mutex_);
+    routes_.swap(routes);
+    if (started_ && !stopping_) sync_fetchers();
+  }
+  slot_cv_.notify_all();
+  work_cv_.notify_all();  // new caps may let a queued job start
+  return std::nullopt;    // the old routes die here, or with the last delivery still using them
+}
+
+void NatsDispatcher::sync_fetchers() {
+  // Reap loops that have ended (they were told to stop by an earlier reload).
+  for (auto it = fetchers_.begin(); it != fetchers_.end();) {
+    if ((*it)->done) {
+      (*it)->thread.join();
+      it = fetchers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& f : fetchers_) {
+    if (f->stop) continue;
+    const auto route = routes_.find(f->handler);
+    if (route == routes_.end()) {
+      f->stop = true;  // its durable consumer stays: a handler added back resumes where it was
+      log_.info("dispatcher_consumer_stopped",
+                log_.fields().add("handler", f->handler).add("consumer", f->durable));
+      continue;
+    }
+    const auto& retry = route->second->retry;
+    if (retry.max_attempts != f->retry.max_attempts ||
+        retry.initial_backoff_ms != f->retry.initial_backoff_ms ||
+        retry.max_backoff_ms != f->retry.max_backoff_ms) {
+      f->retry = retry;
+      f->reconfigure = true;
+    }
+  }
+  for (const auto& [name, route] : routes_) {
+    for (const bool replay : {false, true}) {
+      // An init-capture: clang 14 (the fuzz preset) cannot capture a structured binding.
+      const bool running =
+          std::any_of(fetchers_.begin(), fetchers_.end(), [&handler = name, replay](const auto& f) {
+            return !f->stop && f->handler == handler && f->replay == replay;
+          });
+      if (running) continue;
+      auto f = std::make_unique<Fetcher>();
+      f->handler = name;
+      f->replay = replay;
+      f->durable = nats_consumer_name(name, replay);
+      f->filter = replay ? nats_replay_subject(config_.journal.nats.subject, name)
+                         : config_.journal.nats.subject;
+      f->retry = route->retry;
+      Fetcher& ref = *f;
+      fetchers_.push_back(std::move(f));
+      ref.thread = std::thread([this, &ref] { fetch_loop(ref); });
+    }
+  }
+}
+
+bool NatsDispatcher::pause(const Fetcher& fetcher, milliseconds wait) {
+  std::unique_lock lock(mutex_);
+  slot_cv_.wait_for(lock, wait, [&] { return stopping_ || fetcher.stop; });
+  return !stopping_ && !fetcher.stop;
+}
+
+std::optional<std::string> NatsDispatcher::ensure_consumer(Fetcher& f, natsSubscription** sub) {
+  core::RetryPolicy retry;
+  {
+    std::lock_guard lock(mutex_);
+    retry = f.retry;
+    f.reconfigure = false;
+  }
+  const auto& stream = config_.journal.nats.stream;
+  const milliseconds ack_wait = nats_ack_wait(retry);
+  const std::string description =
+      std::string(f.replay ? "replays" : "events") + " for handler " + f.handler;
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = f.durable.c_str();
+  cc.Description = description.c_str();
+  cc.AckPolicy = js_AckExplicit;
+  cc.DeliverPolicy = js_DeliverAll;
+  cc.FilterSubject = f.filter.c_str();
+  cc.AckWait = static_cast<std::int64_t>(ack_wait.count()) * 1'000'000;
+  cc.MaxDeliver = -1;  // attempts are counted here (see the header)
+  cc.MaxAckPending = kMaxAckPending;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddConsumer(nullptr, connection_->js(), stream.c_str(), &cc, nullptr, &code);
+  if (s != NATS_OK && code != JSStreamNotFoundErr) {
+    // An existing consumer with other settings (an older retry policy): bring it up to date.
+    const std::string add_error = nats::status_text(s);
+    code = static_cast<jsErrCode>(0);
+    s = js_UpdateConsumer(nullptr, connection_->js(), stream.c_str(), &cc, nullptr, &code);
+    if (s != NATS_OK) return "consumer " + f.durable + " on stream " + stream + ": " + add_error;
+  }
+  if (s != NATS_OK) {
+    return "consumer " + f.durable + " on stream " + stream + ": " + nats::status_text(s) +
+           (code == JSStreamNotFoundErr ? " (no stream " + stream + " yet)" : "");
+  }
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Consumer = f.durable.c_str();
+  code = static_cast<jsErrCode>(0);
+  s = js_PullSubscribe(sub, connection_->js(), f.filter.c_str(), f.durable.c_str(), nullptr, &so,
+                       &code);
+  if (s != NATS_OK) {
+    *sub = nullptr;
+    return "pull subscription to " + f.durable + ": " + nats::status_text(s);
+  }
+  f.ack_wait = ack_wait;
+  return std::nullopt;
+}
+
+void NatsDispatcher::fetch_loop(Fetcher& f) {
+  std::shared_ptr<Subscription> sub;
+  auto drop = [&sub] { sub.reset(); };
+  std::string last_error;  // logged when it changes, not once per retry
+  auto fail = [&](const std::string& error) {
+    if (error != last_error) {
+      log_.warn(
+          "dispatcher_consumer_unavailable",
+          log_.fields().add("handler", f.handler).add("consumer", f.durable).add("error", error));
+    }
+    last_error = error;
+  };
+  for (;;) {
+    bool reconfigure = false;
+    {
+      std::unique_lock lock(mutex_);
+      // Two loops (events, replay) share a handler's room: one may fetch past it, but no
+      // worker starts more than the cap (startable()).
+      slot_cv_.wait(lock, [&] {
+        return stopping_ || f.stop || fetched_.room(f.handler, cap_of(f.handler)) > 0;
+      });
+      if (stopping_ || f.stop) break;
+      reconfigure = f.reconfigure;
+    }
+    if (sub != nullptr && reconfigure) drop();
+    if (sub == nullptr) {
+      if (!connection_->connected()) {
+        fail("not connected to NATS");
+        if (!pause(f, milliseconds(500))) break;
+        continue;
+      }
+      natsSubscription* created = nullptr;
+      if (auto error = ensure_consumer(f, &created)) {
+        fail(*error);
+        if (!pause(f, milliseconds(2000))) break;
+        continue;
+      }
+      sub = std::make_shared<Subscription>(created);
+      log_.info("dispatcher_consumer_ready",
+                log_.fields()
+                    .add("handler", f.handler)
+                    .add("consumer", f.durable)
+                    .add("filter", f.filter)
+                    .add("ack_wait_ms", static_cast<std::int64_t>(f.ack_wait.count())));
+      last_error.clear();
+    }
+    natsMsgList list{nullptr, 0};
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const natsStatus s = natsSubscription_Fetch(&list, sub->sub, 1, kFetchWaitMs, &code);
+    if (s == NATS_TIMEOUT) continue;
+    if (s != NATS_OK) {
+      fail("fetch from " + f.durable + ": " + nats::status_text(s));
+      // Reconnecting: the subscription comes back by itself. Connected: the consumer may be
+      // gone (deleted, or a new NATS without it): create it again.
+      if (connection_->connected()) drop();
+      if (!pause(f, milliseconds(1000))) break;
+      continue;
+    }
+    std::vector<std::shared_ptr<Job>> jobs;
+    for (int i = 0; i < list.Count; ++i) {
+      auto job = std::make_shared<Job>();
+      job->subscription = sub;
+      job->msg = std::exchange(list.Msgs[i], nullptr);
+      job->handler = f.handler;
+      job->replay = f.replay;
+      job->headers = read_event_headers(job->msg);
+      job->progress_every = f.ack_wait / 3;
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, job->msg) == NATS_OK) {
+        job->attempt = static_cast<int>(std::min<std::uint64_t>(meta->NumDelivered, 1'000'000));
+        job->sequence = meta->Sequence.Stream;
+        std::lock_guard lock(mutex_);
+        f.pending = meta->NumPending;
+        jsMsgMetaData_Destroy(meta);
+      }
+      jobs.push_back(std::move(job));
+    }
+    natsMsgList_Destroy(&list);
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& job : jobs) {
+        if (stopping_ || f.stop) {
+          // Fetched while stopping (or its handler was removed): straight back to the consumer.
+          natsMsg_Nak(job->msg, nullptr);
+          continue;
+        }
+        fetched_.take(job->handler);
+        in_flight_.push_back(job);
+        queue_.push_back(std::move(job));
+      }
+      std::uint64_t waiting = queue_.size();
+      for (const auto& other : fetchers_)
+        waiting += other->pending;
+      metrics_.deliveries_waiting(static_cast<std::int64_t>(waiting));
+    }
+    work_cv_.notify_one();
+  }
+  f.done = true;
+}
+
+void NatsDispatcher::worker_loop() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mutex_);
+      auto next = queue_.end();
+      work_cv_.wait(lock, [&] { return stopping_ || (next = startable()) != queue_.end(); });
+      if (stopping_) return;
+      job = std::move(*next);
+      queue_.erase(next);
+      running_.take(job->handler);
+      metrics_.deliveries_running(running_.busy());
+    }
+    run(*job);
+    {
+      std::lock_guard lock(mutex_);
+      running_.release(job->handler);
+      fetched_.release(job->handler);
+      metrics_.deliveries_running(running_.busy());
+    }
+    slot_cv_.notify_all();
+    work_cv_.notify_all();  // a job held back by its handler's cap may start now
+  }
+}
+
+void NatsDispatcher::forget(const Job& job) {
+  std::lock_guard lock(mutex_);
+  in_flight_.remove_if([&](const auto& j) { return j.get() == &job; });
+}
+
+void NatsDispatcher::run(Job& job) {
+  const auto& h = job.headers;
+  const std::string key =
+      h.event_key.empty() ? "nats-seq:" + std::to_string(job.sequence) : h.event_key;
+  const std::string& shown = h.log_id.empty() ? key : h.log_id;
+  std::shared_ptr<Route> route;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = routes_.find(job.handler); it != routes_.end()) route = it->second;
+  }
+  if (!route) {
+    // Removed by a reload after it was fetched: back to the consumer, untouched.
+    forget(job);
+    natsMsg_Nak(job.msg, nullptr);
+    return;
+  }
+  if (!job.replay && !lists_handler(h.handlers, job.handler)) {
+    // Its `when` did not match at ingest (or the handler is newer than the event).
+    forget(job);
+    natsMsg_Ack(job.msg, nullptr);
+    log_.debug("delivery_skipped", log_.fields().add("log_id", shown).add("handler", job.handler));
+    return;
+  }
+  if (core::attempts_exhausted(route->retry, job.attempt - 1)) {
+    // Delivered again after the last allowed attempt: that attempt never reported (its receiver
+    // stopped, or an ack or a dead letter was lost). Dead, without running once more.
+    const std::string error = "gave up after " + std::to_string(job.attempt - 1) +
+                              " attempts: the last one did not report an outcome";
+    log_.error("delivery_dead", log_.fields()
+                                    .add("log_id", shown)
+                                    .add("attempt_id", h.attempt_id)
+                                    .add("handler", job.handler)
+                                    .add("attempts", job.attempt - 1)
+                                    .add("error", error));
+    forget(job);
+    dead_letter(job, error, job.attempt - 1, route->retry);
+    return;
+  }
+  const Delivery delivery{key, h.log_id, h.attempt_id, h.status, job.body(), job.attempt};
+  const Outcome outcome = route->handler->deliver(delivery);
+  metrics_.delivery(job.handler, to_string(outcome.kind));
+  const NatsDecision decision = nats_decision(job.attempt, outcome, route->retry, jitter());
+  forget(job);
+  switch (decision.kind) {
+    case NatsDecision::Kind::kAck: {
+      jsErrCode code = static_cast<jsErrCode>(0);
+      // Synchronous: "done" is recorded by JetStream before the worker moves on.
+      const natsStatus s = natsMsg_AckSync(job.msg, nullptr, &code);
+      if (s != NATS_OK) {
+        log_.error("delivery_ack_failed", log_.fields()
+                                              .add("log_id", shown)
+                                              .add("attempt_id", h.attempt_id)
+                                              .add("handler", job.handler)
+                                              .add("error", nats::status_text(s)));
+      }
+      break;
+    }
+    case NatsDecision::Kind::kNak:
+      log_.info("delivery_retry_scheduled",
+                log_.fields()
+                    .add("log_id", shown)
+                    .add("attempt_id", h.attempt_id)
+                    .add("handler", job.handler)
+                    .add("attempt", job.attempt)
+                    .add("next_in_ms", static_cast<std::int64_t>(decision.delay.count())));
+      natsMsg_NakWithDelay(job.msg, decision.delay.count(), nullptr);
+      break;
+    case NatsDecision::Kind::kDead:
+      log_.error("delivery_dead", log_.fields()
+                                      .add("log_id", shown)
+                                      .add("attempt_id", h.attempt_id)
+                                      .add("handler", job.handler)
+                                      .add("attempts", job.attempt)
+                                      .add("error", decision.error));
+      dead_letter(job, decision.error, job.attempt, route->retry);
+      break;
+  }
+}
+
+void NatsDispatcher::dead_letter(Job& job, const std::string& error, int attempts,
+                                 const core::RetryPolicy& retry) {
+  const auto& subject = config_.journal.nats.subject;
+  const std::string key = job.headers.event_key.empty() ? "nats-seq:" + std::to_string(job.sequence)
+                                                        : job.headers.event_key;
+  nats::Message m;
+  m.subject = nats_dead_subject(subject, job.handler);
+  // An event's Nats-Msg-Id is its key; a replay's is unique, so a replay that dies again gets a
+  // dead letter of its own rather than a duplicate of the first.
+  m.msg_id = (job.headers.msg_id.empty() ? key : job.headers.msg_id) + ":dead:" + job.handler;
+  m.body = job.body();
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(job.msg, &keys, &count) == NATS_OK) {
+    for (int i = 0; i < count; ++i) {
+      const std::string name = keys[i];
+      // Nats-Msg-Id is the dead letter's own; Fbr-Handler and Fbr-Stream-Seq are set below.
+      if (name.rfind("Nats-", 0) == 0 || name == "Fbr-Handler" || name == "Fbr-Stream-Seq") {
+        continue;
+      }
+      m.headers.emplace_back(name, header(job.msg, keys[i]));
+    }
+    free(static_cast<void*>(keys));
+  }
+  m.headers.emplace_back("Fbr-Handler", job.handler);
+  // The event's own sequence, also when this was a replay of it (`events` matches on it).
+  m.headers.emplace_back("Fbr-Stream-Seq", job.headers.replay_of.empty()
+                                               ? std::to_string(job.sequence)
+                                               : job.headers.replay_of);
+  m.headers.emplace_back("Fbr-Error", nats_names::header_value(error, 1024));
+  m.headers.emplace_back("Fbr-Attempts", std::to_string(attempts));
+  const auto result =
+      nats::publish_sync(*connection_, m, kPublishTimeoutMs, config_.journal.nats.stream);
+  if (result.ok) {
+    natsMsg_Term(job.msg, nullptr);
+    return;
+  }
+  // Not kept anywhere yet: try again later (the next delivery sees the attempts spent and comes
+  // straight back here).
+  const auto delay = std::min<std::int64_t>(retry.max_backoff_ms, kMaxAckWait.count());
+  log_.error("dead_letter_failed",
+             log_.fields()
+                 .add("log_id", job.headers.log_id.empty() ? key : job.headers.log_id)
+                 .add("handler", job.handler)
+                 .add("subject", m.subject)
+                 .add("error", result.error)
+                 .add("next_in_ms", delay));
+  natsMsg_NakWithDelay(job.msg, delay, nullptr);
+}
+
+void NatsDispatcher::keeper_loop() {
+  std::unique_lock lock(mutex_);
+  while (!keeper_stopping_) {
+    keeper_cv_.wait_for(lock, milliseconds(250), [this] { return keeper_stopping_; });
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& job : in_flight_) {
+      if (now - job->progress_at < job->progress_every) continue;
+      // Not acknowledged yet, but alive: JetStream restarts the job's AckWait.
+      natsMsg_InProgress(job->msg, nullptr);
+      job->progress_at = now;
+    }
+  }
+}
+
+void NatsDispatcher::stop() {
+  std::list<std::unique_ptr<Fetcher>> fetchers;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || !started_) {
+      stopping_ = true;
+      return;
+    }
+    stopping_ = true;
+  }
+  slot_cv_.notify_all();
+  work_cv_.notify_all();
+  {
+    std::lock_guard lock(mutex_);
+    fetchers.swap(fetchers_);
+  }
+  for (auto& f : fetchers)
+    f->thread.join();
+  for (auto& w : workers_)
+    w.join();
+  workers_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    // Fetched but never started: nak'ed without delay, so another instance runs them now.
+    for (auto& job : queue_)
+      natsMsg_Nak(job->msg, nullptr);
+    queue_.clear();
+    in_flight_.clear();
+    keeper_stopping_ = true;
+  }
+  keeper_cv_.notify_all();
+  if (keeper_.joinable()) keeper_.join();
+  connection_->close(2000);  // flushes the acks and naks above
+  {
+    std::lock_guard lock(mutex_);
+    routes_.clear();
+  }
+  log_.info("dispatcher_stopped", log_.fields().add("backend", "nats"));
+}
+
+}  // namespace fbr::server

@@ -1,0 +1,345 @@
+#include "server/journal/sqlite/dispatcher.hpp"
+
+#include <algorithm>
+#include <future>
+#include <limits>
+#include <random>
+#include <stdexcept>
+
+#include "core/text.hpp"
+
+namespace fbr::server {
+namespace {
+
+// How often the loop looks for work nobody told it about (a `replay` from the CLI, a retry due).
+constexpr std::int64_t kPollMs = 500;
+
+double jitter() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+}  // namespace
+
+DeliveryUpdate next_state(const std::string& event_key, const std::string& handler, int attempts,
+                          const Outcome& outcome, const core::RetryPolicy& policy,
+                          std::int64_t now_ms, double jitter) {
+  DeliveryUpdate u{event_key, handler, DeliveryState::kDone, attempts, 0, {}};
+  switch (outcome.kind) {
+    case Outcome::Kind::kDone:
+      return u;
+    case Outcome::Kind::kDead:
+      u.state = DeliveryState::kDead;
+      u.last_error = outcome.message;
+      return u;
+    case Outcome::Kind::kRetry:
+      break;
+  }
+  if (core::attempts_exhausted(policy, attempts)) {
+    u.state = DeliveryState::kDead;
+    u.last_error = "gave up after " + std::to_string(attempts) + " attempts: " + outcome.message;
+    return u;
+  }
+  auto delay = core::backoff_delay(policy, attempts, jitter);
+  if (outcome.retry_after) {
+    // The target said when to come back: do so, within the policy's ceiling.
+    delay = std::min(*outcome.retry_after, std::chrono::milliseconds(policy.max_backoff_ms));
+  }
+  u.state = DeliveryState::kFailed;
+  u.next_attempt_at_ms = now_ms + delay.count();
+  u.last_error = outcome.message;
+  return u;
+}
+
+int WorkerSlots::room(const std::string& handler, int cap) const {
+  return std::max(0, std::min(free(), cap - busy(handler)));
+}
+
+int WorkerSlots::busy(const std::string& handler) const {
+  const auto it = by_handler_.find(handler);
+  return it == by_handler_.end() ? 0 : it->second;
+}
+
+void WorkerSlots::take(const std::string& handler) {
+  ++busy_;
+  ++by_handler_[handler];
+}
+
+void WorkerSlots::release(const std::string& handler) {
+  --busy_;
+  if (const auto it = by_handler_.find(handler); it != by_handler_.end() && --it->second <= 0) {
+    by_handler_.erase(it);
+  }
+}
+
+Dispatcher::Dispatcher(const config::Config& config, Journal& journal, Metrics& metrics,
+                       const Logger& log)
+    : config_(config),
+      journal_(journal),
+      metrics_(metrics),
+      log_(log),
+      slots_(config.dispatch_concurrency) {}
+
+Dispatcher::~Dispatcher() {
+  stop();
+}
+
+std::optional<std::string> Dispatcher::build(const config::Config& config, Routes& routes) const {
+  return build_routes(config, log_, routes);
+}
+
+std::string Dispatcher::room_json() const {
+  std::string json;
+  for (const auto& [name, route] : routes_) {
+    const int room = slots_.room(name, route->concurrency);
+    if (room <= 0) continue;
+    json += (json.empty() ? "{\"" : ",\"") + core::json_escape(name) + "\":" + std::to_string(room);
+  }
+  return json.empty() ? json : json + "}";
+}
+
+std::optional<std::string> Dispatcher::reload(const config::Config& config) {
+  Routes routes;
+  if (auto error = build(config, routes)) return error;
+  {
+    std::lock_guard lock(mutex_);
+    routes_.swap(routes);
+    woken_ = true;
+  }
+  schedule_cv_.notify_one();
+  return std::nullopt;  // the old routes die here, or with the last delivery still using them
+}
+
+std::optional<std::string> Dispatcher::start() {
+  if (auto error = build(config_, routes_)) return error;
+  journal_.on_new_deliveries([this] { wake(); });
+  for (int i = 0; i < config_.dispatch_concurrency; ++i) {
+    workers_.emplace_back([this] { worker_loop(); });
+  }
+  scheduler_ = std::thread([this] { schedule_loop(); });
+  log_.info("dispatcher_started", log_.fields()
+                                      .add("handlers", static_cast<std::int64_t>(routes_.size()))
+                                      .add("concurrency", config_.dispatch_concurrency));
+  return std::nullopt;
+}
+
+void Dispatcher::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    woken_ = true;
+  }
+  schedule_cv_.notify_one();
+}
+
+void Dispatcher::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  schedule_cv_.notify_all();
+  work_cv_.notify_all();
+  if (scheduler_.joinable()) scheduler_.join();
+  for (auto& w : workers_)
+    w.join();
+  workers_.clear();
+  // Marked running but never started: back to pending, as if never picked.
+  std::vector<DeliveryUpdate> back;
+  for (auto& job : queue_) {
+    back.push_back({job.event_key, job.handler, DeliveryState::kPending, job.attempts - 1,
+                    job.next_attempt_at_ms, job.last_error});
+  }
+  queue_.clear();
+  if (!back.empty()) persist(std::move(back));
+  due_ = {};
+  next_due_ = {};
+  waiting_ = {};
+  db_.close();
+}
+
+bool Dispatcher::persist(std::vector<DeliveryUpdate> updates) {
+  std::promise<CommitResult> promise;
+  auto future = promise.get_future();
+  journal_.update(std::move(updates),
+                  [&promise](CommitResult r) { promise.set_value(std::move(r)); });
+  CommitResult result = future.get();
+  if (!result.ok) {
+    log_.error("delivery_state_not_saved", log_.fields().add("error", result.error));
+  }
+  return result.ok;
+}
+
+std::optional<std::string> Dispatcher::connect() {
+  if (auto e = db_.open(Journal::file_in(config_.data_dir).string(), false)) return *e;
+  sqlite3_busy_timeout(db_.handle(), 5000);
+  // ?2 = {"handler": room, ...}: each handler's earliest due rows up to its room, so 100 due
+  // downloads at their cap leave the pick to the file delivery behind them.
+  if (auto e = due_.prepare(
+          db_,
+          "WITH room(handler, n) AS (SELECT key, value FROM json_each(?2)), "
+          "due AS (SELECT d.event_key, d.handler, d.attempts, d.next_attempt_at, d.last_error, "
+          "e.received_at, ROW_NUMBER() OVER (PARTITION BY d.handler "
+          "ORDER BY d.next_attempt_at, e.received_at) AS nth "
+          "FROM deliveries d JOIN events e ON e.key = d.event_key "
+          "WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?1 "
+          "AND d.handler IN (SELECT handler FROM room)) "
+          "SELECT due.event_key, due.handler, due.attempts, due.next_attempt_at, due.last_error, "
+          "e.log_id, e.attempt_id, e.status, e.body FROM due "
+          "JOIN room ON room.handler = due.handler JOIN events e ON e.key = due.event_key "
+          "WHERE due.nth <= room.n ORDER BY due.next_attempt_at, due.received_at LIMIT ?3")) {
+    due_ = {};
+    db_.close();
+    return "dispatcher: " + *e;
+  }
+  if (auto e = next_due_.prepare(
+          db_,
+          "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed') "
+          "AND handler IN (SELECT key FROM json_each(?1))")) {
+    due_ = {};
+    db_.close();
+    return "dispatcher: " + *e;
+  }
+  if (auto e = waiting_.prepare(
+          db_, "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'failed')")) {
+    due_ = {};
+    next_due_ = {};
+    db_.close();
+    return "dispatcher: " + *e;
+  }
+  return std::nullopt;
+}
+
+std::vector<Dispatcher::Job> Dispatcher::fetch_due(const std::string& room, int limit,
+                                                   std::int64_t& next_due_ms) {
+  std::vector<Job> jobs;
+  next_due_ms = std::numeric_limits<std::int64_t>::max();
+  if (!db_.is_open()) {
+    // The journal could not be opened (read-only or full disk at start): try again next time.
+    if (connect()) return jobs;
+  }
+  const std::int64_t now = unix_ms_now();
+  due_.bind(1, now).bind(2, room).bind(3, std::int64_t{limit});
+  while (due_.step() == SQLITE_ROW) {
+    Job job;
+    job.event_key = due_.text(0);
+    job.handler = due_.text(1);
+    job.attempts = static_cast<int>(due_.integer(2)) + 1;
+    job.next_attempt_at_ms = due_.integer(3);
+    job.last_error = due_.text(4);
+    job.log_id = due_.text(5);
+    job.attempt_id = due_.text(6);
+    job.status = static_cast<int>(due_.integer(7));
+    job.body = due_.text(8);
+    jobs.push_back(std::move(job));
+  }
+  due_.reset();
+  // Only handlers with room: a due row of a handler at its cap must not make the loop spin.
+  next_due_.bind(1, room);
+  if (next_due_.step() == SQLITE_ROW && !next_due_.is_null(0)) next_due_ms = next_due_.integer(0);
+  next_due_.reset();
+  if (waiting_.step() == SQLITE_ROW) metrics_.deliveries_waiting(waiting_.integer(0));
+  waiting_.reset();
+  return jobs;
+}
+
+void Dispatcher::schedule_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    // Consume the wake-up whether or not a slot is free: a wake left set would make the wait
+    // below return at once, forever, holding the lock (and wake() on the journal's writer
+    // thread would block on it, stalling every commit).
+    woken_ = false;
+    const int free = slots_.free();
+    const std::string room = free > 0 ? room_json() : std::string();
+    std::int64_t next_due_ms = std::numeric_limits<std::int64_t>::max();
+    if (!room.empty()) {
+      lock.unlock();
+      auto jobs = fetch_due(room, free, next_due_ms);
+      bool marked = true;
+      if (!jobs.empty()) {
+        // Persist `running` (and the attempt count) before any handler starts: a crash from here
+        // on leaves rows that the next start resumes.
+        std::vector<DeliveryUpdate> running;
+        for (const auto& job : jobs) {
+          running.push_back({job.event_key, job.handler, DeliveryState::kRunning, job.attempts,
+                             job.next_attempt_at_ms, job.last_error});
+        }
+        marked = persist(std::move(running));
+      }
+      lock.lock();
+      if (!jobs.empty() && marked) {
+        for (auto& job : jobs) {
+          slots_.take(job.handler);
+          queue_.push_back(std::move(job));
+        }
+        work_cv_.notify_all();
+        continue;
+      }
+    }
+    std::int64_t wait_ms = kPollMs;
+    if (!room.empty() && next_due_ms != std::numeric_limits<std::int64_t>::max()) {
+      wait_ms = std::clamp<std::int64_t>(next_due_ms - unix_ms_now(), 0, kPollMs);
+    }
+    schedule_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                          [this] { return stopping_ || woken_; });
+  }
+}
+
+void Dispatcher::worker_loop() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_ || queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    std::shared_ptr<Route> route;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = routes_.find(job.handler); it != routes_.end()) route = it->second;
+      metrics_.deliveries_running(slots_.busy());
+    }
+    if (!route) {
+      // Its handler was removed by a reload after the job was queued: leave it as it was.
+      persist({{job.event_key, job.handler, DeliveryState::kPending, job.attempts - 1,
+                job.next_attempt_at_ms, job.last_error}});
+      std::lock_guard lock(mutex_);
+      slots_.release(job.handler);
+      continue;
+    }
+    Delivery delivery{job.event_key, job.log_id, job.attempt_id,
+                      job.status,    job.body,   job.attempts};
+    Outcome outcome = route->handler->deliver(delivery);
+    metrics_.delivery(job.handler, to_string(outcome.kind));
+    DeliveryUpdate update = next_state(job.event_key, job.handler, job.attempts, outcome,
+                                       route->retry, unix_ms_now(), jitter());
+    if (update.state == DeliveryState::kFailed) {
+      log_.info("delivery_retry_scheduled",
+                log_.fields()
+                    .add("log_id", job.log_id.empty() ? job.event_key : job.log_id)
+                    .add("attempt_id", job.attempt_id)
+                    .add("handler", job.handler)
+                    .add("attempt", job.attempts)
+                    .add("next_in_ms", update.next_attempt_at_ms - unix_ms_now()));
+    } else if (update.state == DeliveryState::kDead) {
+      log_.error("delivery_dead",
+                 log_.fields()
+                     .add("log_id", job.log_id.empty() ? job.event_key : job.log_id)
+                     .add("attempt_id", job.attempt_id)
+                     .add("handler", job.handler)
+                     .add("attempts", job.attempts)
+                     .add("error", update.last_error));
+    }
+    persist({std::move(update)});
+    {
+      std::lock_guard lock(mutex_);
+      slots_.release(job.handler);
+      woken_ = true;  // a slot is free and a retry time may now be the next due one
+    }
+    schedule_cv_.notify_one();
+  }
+}
+
+}  // namespace fbr::server

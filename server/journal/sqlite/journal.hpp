@@ -1,0 +1,135 @@
+#pragma once
+// The durable journal: SQLite (WAL, synchronous=FULL) under data_dir. One writer thread takes
+// commits from a queue and makes one transaction, hence one fsync, per batch (group commit).
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "server/journal/event_store.hpp"
+#include "server/journal/sqlite/database.hpp"
+
+namespace fbr::server {
+
+enum class DeliveryState { kPending, kRunning, kDone, kFailed, kDead };
+std::string_view to_string(DeliveryState state);
+
+/// A delivery's new persisted state, written by the dispatcher through the journal's writer.
+struct DeliveryUpdate {
+  std::string event_key;
+  std::string handler;
+  DeliveryState state = DeliveryState::kPending;
+  int attempts = 0;
+  std::int64_t next_attempt_at_ms = 0;  ///< Unix time in ms
+  std::string last_error;
+};
+
+class Journal final : public EventStore {
+ public:
+  /// The journal file under a data dir.
+  static std::filesystem::path file_in(const std::filesystem::path& data_dir);
+
+  /// Creates data_dir (0700) and the schema, starts the writer thread. Returns an error only when
+  /// data_dir cannot be made at all; a journal that cannot be opened yet (read-only or full file
+  /// system) leaves the journal unavailable (unavailable_reason()): commits fail (503) and each
+  /// new one tries to reopen it, so the service recovers by itself once the disk is writable.
+  std::optional<std::string> open(const std::filesystem::path& data_dir);
+  /// Why the journal could not be opened at start, or empty.
+  [[nodiscard]] const std::string& unavailable_reason() const { return unavailable_reason_; }
+  ~Journal() override;
+
+  /// Queues a commit; `done` runs on the writer thread after the batch's fsync (or its failure).
+  void commit(CommitRequest request, Callback done) override;
+
+  /// Queues delivery state changes (one transaction with whatever else is waiting).
+  void update(std::vector<DeliveryUpdate> updates, Callback done);
+
+  /// Called on the writer thread after a batch that created deliveries (wakes the dispatcher).
+  void on_new_deliveries(std::function<void()> listener) { new_deliveries_ = std::move(listener); }
+
+  /// Writable as far as we know: the last commit succeeded and the file system is not read-only
+  /// or full. After a failure, a file system that looks writable again gets a probe commit in the
+  /// background, so readiness comes back without waiting for traffic.
+  [[nodiscard]] bool writable() override;
+
+  /// Finishes queued commits, then stops the writer thread and closes the file.
+  void stop() override;
+
+  /// The writer connection's PRAGMA synchronous (2 = FULL: COMMIT returns after the WAL's fsync),
+  /// -1 when the journal is not open. For the unit test of that promise; call while idle.
+  [[nodiscard]] int synchronous_level();
+
+ private:
+  struct Pending {
+    std::variant<std::monostate, CommitRequest, std::vector<DeliveryUpdate>>
+        op;  // monostate: probe
+    Callback done;
+  };
+  void enqueue(Pending pending);
+  std::optional<std::string> write_event(const CommitRequest& r, CommitResult& result);
+  std::optional<std::string> write_updates(const std::vector<DeliveryUpdate>& updates);
+  void run();
+  std::optional<std::string> connect();
+  std::optional<std::string> write_batch(std::vector<Pending>& batch,
+                                         std::vector<CommitResult>& results);
+
+  std::filesystem::path data_dir_;
+  sqlite::Database db_;
+  sqlite::Statement insert_event_, insert_attempt_, insert_quarantine_, insert_delivery_,
+      update_delivery_;
+  std::function<void()> new_deliveries_;
+  bool needs_reconnect_ = false;
+  std::atomic<bool> last_commit_ok_{true};
+  std::atomic<bool> probe_queued_{false};
+  std::string unavailable_reason_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+/// Read side, for the CLI (`events`) and tests: a separate read-only connection.
+struct AttemptRow {
+  std::string attempt_id, received_at, remote_addr, request_id;
+  bool duplicate = false;
+};
+struct DeliveryRow {
+  std::string handler, state, last_error, updated_at;
+  int attempts = 0;
+  std::int64_t next_attempt_at_ms = 0;
+};
+struct EventRow {
+  std::string key, log_id, received_at;
+  int status = 0;
+  std::int64_t output_count = 0;
+  std::vector<AttemptRow> attempts;
+  std::vector<DeliveryRow> deliveries;
+};
+
+/// Lists journaled events, newest first; empty `log_id` = all. Error message in `error`.
+std::vector<EventRow> list_events(const std::filesystem::path& data_dir, const std::string& log_id,
+                                  int limit, std::string& error);
+
+/// Re-queues the deliveries of the event with this Log ID (or key): every existing one, or only
+/// `handler`'s (created when missing, if `handler` is in `configured`). Works while the server
+/// runs: its dispatcher picks pending rows up. Returns the handlers re-queued; error message in
+/// `error`.
+std::vector<std::string> replay_deliveries(const std::filesystem::path& data_dir,
+                                           const std::string& log_id, const std::string& handler,
+                                           const std::vector<std::string>& configured,
+                                           std::string& error);
+
+/// Milliseconds since the Unix epoch, now.
+std::int64_t unix_ms_now();
+
+}  // namespace fbr::server

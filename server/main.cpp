@@ -1,5 +1,0 @@
-#include "server/commands.hpp"
-
-int main(int argc, char** argv) {
-  return fbr::server::run_cli(argc, argv);
-}

@@ -1,0 +1,95 @@
+#include "server/support/curl.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+
+#include "core/url.hpp"
+
+namespace fbr::server {
+
+void init_curl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      throw std::runtime_error("libcurl cannot be initialised");
+    }
+  });
+}
+
+void HeaderList::add(const std::string& line) {
+  curl_slist* next = curl_slist_append(list_.get(), line.c_str());
+  if (next == nullptr) throw std::bad_alloc();
+  (void)list_.release();
+  list_.reset(next);
+}
+
+void allow_only_http(CURL* curl) {
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS,
+                   static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+}
+
+std::string curl_error_text(CURLcode code, const char* details) {
+  std::string text = curl_easy_strerror(code);
+  if (details != nullptr && details[0] != '\0') text += std::string(" (") + details + ")";
+  return text;
+}
+
+bool curl_error_is_permanent(CURLcode code) {
+  return code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL ||
+         code == CURLE_TOO_MANY_REDIRECTS;
+}
+
+bool iequals_prefix(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    const auto a = static_cast<unsigned char>(text[i]);
+    const auto b = static_cast<unsigned char>(prefix[i]);
+    if (std::tolower(a) != std::tolower(b)) return false;
+  }
+  return true;
+}
+
+std::string_view trim_header_value(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+std::optional<std::string_view> header_value(std::string_view line, std::string_view name) {
+  if (line.size() <= name.size() || line[name.size()] != ':' || !iequals_prefix(line, name)) {
+    return std::nullopt;
+  }
+  return trim_header_value(line.substr(name.size() + 1));
+}
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
+                                                           std::time_t now) {
+  value = trim_header_value(value);
+  if (value.empty()) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (value.size() > 9) return std::chrono::hours(24 * 365 * 30);  // absurd: "much later"
+    return std::chrono::seconds(std::stoll(std::string(value)));
+  }
+  const std::time_t when = curl_getdate(std::string(value).c_str(), nullptr);
+  if (when == -1) return std::nullopt;
+  return std::chrono::seconds(std::max<std::time_t>(0, when - now));
+}
+
+std::string url_for_messages(std::string_view url) {
+  return core::redacted_url(url);
+}
+
+}  // namespace fbr::server

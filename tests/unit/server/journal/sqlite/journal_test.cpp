@@ -1,0 +1,167 @@
+#include "server/journal/sqlite/journal.hpp"
+
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <vector>
+
+using namespace fbr::server;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "fbr-journal-XXXXXX").string();
+    path = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+CommitRequest event_request(const std::string& key) {
+  CommitRequest r;
+  r.key = key;
+  r.log_id = key;
+  r.status = 200;
+  r.output_count = 1;
+  r.body = R"({"k":")" + key + "\"}";
+  r.receipt = {"2026-01-01T00:00:00.000Z", "attempt-" + key, "127.0.0.1:1", "req-" + key};
+  return r;
+}
+
+/// Commits and waits for the result.
+CommitResult commit_sync(Journal& journal, CommitRequest request) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<CommitResult> out;
+  journal.commit(std::move(request), [&](CommitResult r) {
+    std::lock_guard lock(m);
+    out = std::move(r);
+    cv.notify_one();
+  });
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return out.has_value(); });
+  return *out;
+}
+
+}  // namespace
+
+TEST_CASE("journal commits events records duplicates as attempts and reads them back") {
+  TempDir dir;
+  {
+    Journal journal;
+    REQUIRE_FALSE(journal.open(dir.path / "data").has_value());
+    auto first = commit_sync(journal, event_request("e1"));
+    CHECK(first.ok);
+    CHECK_FALSE(first.duplicate);
+    auto again = commit_sync(journal, event_request("e1"));
+    CHECK(again.ok);
+    CHECK(again.duplicate);
+    CHECK(journal.writable());
+  }
+  struct stat st {};
+  REQUIRE(::stat((dir.path / "data").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+
+  std::string error;
+  auto rows = list_events(dir.path / "data", "", 10, error);
+  CHECK(error.empty());
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].log_id == "e1");
+  REQUIRE(rows[0].attempts.size() == 2);
+  CHECK_FALSE(rows[0].attempts[0].duplicate);
+  CHECK(rows[0].attempts[1].duplicate);
+}
+
+TEST_CASE("journal group-commits many concurrent requests each answered once") {
+  TempDir dir;
+  Journal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  constexpr int kCount = 500;
+  std::atomic<int> ok{0};
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kCount; ++i) {
+    journal.commit(event_request("k" + std::to_string(i)), [&](CommitResult r) {
+      if (r.ok && !r.duplicate) ++ok;
+      ++answered;
+    });
+  }
+  journal.stop();  // finishes everything queued first
+  CHECK(answered.load() == kCount);
+  CHECK(ok.load() == kCount);
+  std::string error;
+  CHECK(list_events(dir.path, "", 10000, error).size() == kCount);
+}
+
+TEST_CASE("journal quarantines invalid bodies apart from events") {
+  TempDir dir;
+  Journal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  CommitRequest q;
+  q.quarantine = true;
+  q.body = "not json";
+  q.errors_json = R"([{"path":"","message":"not JSON"}])";
+  q.receipt = {"2026-01-01T00:00:00.000Z", "a", "127.0.0.1:1", "r"};
+  CHECK(commit_sync(journal, std::move(q)).ok);
+  journal.stop();
+  std::string error;
+  CHECK(list_events(dir.path, "", 10, error).empty());
+}
+
+TEST_CASE("journal refuses to open where it cannot create its directory") {
+  Journal journal;
+  auto error = journal.open("/proc/fbr-cannot-exist/data");
+  REQUIRE(error.has_value());
+  CHECK(error->find("data_dir") != std::string::npos);
+}
+
+TEST_CASE("reading events from a missing journal says where it looked") {
+  std::string error;
+  auto rows = list_events("/nonexistent-fbr", "", 10, error);
+  CHECK(rows.empty());
+  CHECK(error.find("/nonexistent-fbr/journal.sqlite") != std::string::npos);
+}
+
+TEST_CASE("journal tells the dispatcher when a commit created deliveries and only then") {
+  TempDir dir;
+  Journal journal;
+  std::atomic<int> calls{0};
+  journal.on_new_deliveries([&] { ++calls; });
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  CHECK(commit_sync(journal, event_request("no-handlers")).ok);
+  CHECK(calls.load() == 0);
+  auto with_handlers = event_request("with-handlers");
+  with_handlers.handlers = {"archive", "forward"};
+  CHECK(commit_sync(journal, with_handlers).ok);
+  CHECK(calls.load() == 1);
+  auto duplicate = event_request("with-handlers");
+  duplicate.handlers = {"archive"};
+  CHECK(commit_sync(journal, duplicate).duplicate);
+  CHECK(calls.load() == 1);
+  journal.stop();
+  std::string error;
+  auto rows = list_events(dir.path, "with-handlers", 1, error);
+  REQUIRE(rows.size() == 1);
+  REQUIRE(rows[0].deliveries.size() == 2);
+  CHECK(rows[0].deliveries[0].state == "pending");
+}
+
+TEST_CASE("journal connection reads back PRAGMA synchronous = 2 (FULL) and commits through a WAL") {
+  TempDir dir;
+  Journal journal;
+  CHECK(journal.synchronous_level() == -1);  // not open yet
+  REQUIRE_FALSE(journal.open(dir.path / "data").has_value());
+  // FULL: in WAL mode COMMIT returns only after the WAL's fsync (NORMAL would sync at checkpoints
+  // only, and lose the last commits on power loss).
+  CHECK(journal.synchronous_level() == 2);
+  CHECK(commit_sync(journal, event_request("e1")).ok);
+  CHECK(journal.synchronous_level() == 2);
+  CHECK(fs::exists(dir.path / "data" / "journal.sqlite-wal"));
+}
