@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <random>
 
 namespace fbr::core {
 
@@ -19,6 +20,11 @@ std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt, 
   const std::int64_t spread = ceiling - half;
   const auto extra = static_cast<std::int64_t>(jitter * static_cast<double>(spread));
   return std::chrono::milliseconds(half + std::min(extra, std::max<std::int64_t>(spread - 1, 0)));
+}
+
+double random_fraction() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
 }  // namespace fbr::core

@@ -15,6 +15,9 @@ struct RetryPolicy {
 /// min(max, initial * 2^(attempt-1)), scaled by `jitter` in [0, 1) into [ceiling/2, ceiling).
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt, double jitter);
 
+/// A uniformly random number in [0, 1): the `jitter` of backoff_delay (one generator per thread).
+double random_fraction();
+
 /// True when a delivery that has made `attempts` attempts may not be tried again.
 inline bool attempts_exhausted(const RetryPolicy& policy, int attempts) {
   return attempts >= policy.max_attempts;

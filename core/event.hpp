@@ -67,6 +67,11 @@ struct Event {
   [[nodiscard]] std::string attempt_id() const;
 };
 
+/// How an event is named in logs and output: its Log ID, else its event key (sha256:...).
+inline std::string_view log_id_or_key(std::string_view log_id, std::string_view key) {
+  return log_id.empty() ? key : log_id;
+}
+
 /// The result of parse_event: `event` is set exactly when `errors` is empty.
 struct ParseResult {
   std::optional<Event> event;

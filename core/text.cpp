@@ -493,4 +493,30 @@ std::string_view trim_blanks(std::string_view s) {
   return s;
 }
 
+std::string_view trim_whitespace(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\n\v\f\r";
+  const auto first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
+}
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::vector<std::string> split_list(std::string_view s, char separator) {
+  std::vector<std::string> items;
+  while (true) {
+    const auto end = s.find(separator);
+    const std::string_view item = trim_blanks(s.substr(0, end));
+    if (!item.empty()) items.emplace_back(item);
+    if (end == std::string_view::npos) return items;
+    s.remove_prefix(end + 1);
+  }
+}
+
 }  // namespace fbr::core

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace fbr::core {
 
@@ -28,6 +29,16 @@ bool is_absolute_http_url(std::string_view s);
 
 /// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
 std::string_view trim_blanks(std::string_view s);
+
+/// `s` without leading and trailing ASCII white space (space, \t, \n, \v, \f, \r).
+std::string_view trim_whitespace(std::string_view s);
+
+/// `s` with A-Z made a-z (ASCII only: header names, media types, host names, schemes).
+std::string lower_ascii(std::string_view s);
+
+/// The items of a `separator`-separated list, each without surrounding blanks (spaces, tabs);
+/// empty items are dropped: " a, ,b " → {"a", "b"}.
+std::vector<std::string> split_list(std::string_view s, char separator = ',');
 
 /// Escapes a string for inclusion inside JSON double quotes (", \, control characters). The result
 /// is valid UTF-8 whatever the input: each byte of an invalid sequence becomes U+FFFD.

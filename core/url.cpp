@@ -22,4 +22,14 @@ std::string redacted_url(std::string_view url) {
   return out;
 }
 
+std::string host_port(std::string_view host, unsigned port) {
+  std::string out;
+  if (host.find(':') != std::string_view::npos) {
+    out.append("[").append(host).append("]");
+  } else {
+    out.append(host);
+  }
+  return out.append(":").append(std::to_string(port));
+}
+
 }  // namespace fbr::core

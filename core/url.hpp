@@ -11,4 +11,7 @@ namespace fbr::core {
 /// a bare token) replaced by "<redacted>": "https://u:pw@h/p?sig=x#f" → "https://u:<redacted>@h/p".
 std::string redacted_url(std::string_view url);
 
+/// "host:port", with the host in brackets when it is an IPv6 literal (has a ':'): "[::1]:8080".
+std::string host_port(std::string_view host, unsigned port);
+
 }  // namespace fbr::core

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -78,6 +79,18 @@ TEST_SUITE("core/backoff") {
           milliseconds(1000));  // max < initial
     CHECK(backoff_delay(RetryPolicy{10, 0, 2000}, 5, 0.5) == milliseconds(0));
     CHECK(backoff_delay(RetryPolicy{10, -100, -1}, 3, 0.5) == milliseconds(0));
+  }
+
+  TEST_CASE("random_fraction stays at or above 0 and below 1, and varies") {
+    double low = 1.0, high = 0.0;
+    for (int i = 0; i < 1000; ++i) {
+      const double x = fbr::core::random_fraction();
+      REQUIRE(x >= 0.0);
+      REQUIRE(x < 1.0);
+      low = std::min(low, x);
+      high = std::max(high, x);
+    }
+    CHECK(high - low > 0.5);
   }
 
   TEST_CASE("attempts_exhausted at max_attempts") {

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 using namespace fbr::core;
 using namespace std::string_view_literals;
@@ -206,5 +207,14 @@ TEST_SUITE("core/text") {
     for (int b = 0; b < 256; ++b)
       all.push_back(static_cast<char>(b));
     CHECK_FALSE(find_control_character(printable(all)).has_value());
+  }
+
+  TEST_CASE("trim_whitespace, lower_ascii, split_list: the shared string helpers") {
+    CHECK(trim_whitespace(" \t\r\n x y \v\f") == "x y");
+    CHECK(trim_whitespace(" \t ").empty());
+    CHECK(lower_ascii("Bearer ABC-\xC3\x89") == "bearer abc-\xC3\x89");  // non-ASCII kept
+    CHECK(split_list(" a, ,b ,\tc\t") == std::vector<std::string>{"a", "b", "c"});
+    CHECK(split_list("").empty());
+    CHECK(split_list("x;y", ';') == std::vector<std::string>{"x", "y"});
   }
 }
