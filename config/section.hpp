@@ -6,8 +6,10 @@
 #include <rapidjson/stringbuffer.h>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "config/config.hpp"
@@ -75,13 +77,22 @@ std::string json_text(const Write& write) {
 /// member (a member pointer, or a generic lambda for a nested one).
 template <class T, class Kind, class Access>
 Setting<T> leaf(std::string_view key, Access access, Kind kind, Options options = {}) {
+  using Member = std::remove_cvref_t<std::invoke_result_t<Access, T&>>;
+  constexpr bool kReadsText = requires(const Kind& k, Member& m) {
+    k.env(std::string_view(), m);
+  };
+  // An override on a kind that cannot read text would be ignored: refuse the table instead (the
+  // sections are built on first use, so every test fails at once).
+  if (!kReadsText && !options.env.empty()) {
+    throw std::logic_error("config setting " + std::string(key) + ": its kind has no FBR_* reader");
+  }
   Setting<T> s{key, options, {}, {}, {}, {}};
   s.read = [access, kind](Reader& r, const Value& v, const std::string& path, T& t, const Config&) {
     kind.json(r, v, path, std::invoke(access, t));
   };
   s.apply_env = [access, kind, name = options.env](const Environment& env, T& t,
                                                    std::vector<std::string>& errors) {
-    if constexpr (requires { kind.env(std::string_view(), std::invoke(access, t)); }) {
+    if constexpr (kReadsText) {
       if (name.empty()) return;
       if (const auto text = env_value(env, name)) {
         for (const auto& message : kind.env(*text, std::invoke(access, t)))
