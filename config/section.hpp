@@ -90,16 +90,18 @@ Setting<T> leaf(std::string_view key, Access access, Kind kind, Options options 
   s.read = [access, kind](Reader& r, const Value& v, const std::string& path, T& t, const Config&) {
     kind.json(r, v, path, std::invoke(access, t));
   };
-  s.apply_env = [access, kind, name = options.env](const Environment& env, T& t,
-                                                   std::vector<std::string>& errors) {
-    if constexpr (kReadsText) {
-      if (name.empty()) return;
-      if (const auto text = env_value(env, name)) {
-        for (const auto& message : kind.env(*text, std::invoke(access, t)))
-          errors.push_back(std::string(name) + ": " + message);
-      }
+  s.apply_env = [](const Environment&, T&, std::vector<std::string>&) {};
+  if constexpr (kReadsText) {
+    if (!options.env.empty()) {
+      s.apply_env = [access, kind, name = options.env](const Environment& env, T& t,
+                                                       std::vector<std::string>& errors) {
+        if (const auto text = env_value(env, name)) {
+          for (const auto& message : kind.env(*text, std::invoke(access, t)))
+            errors.push_back(std::string(name) + ": " + message);
+        }
+      };
     }
-  };
+  }
   s.write = [access, kind](PrettyWriter& w, const T& t, const Config&) {
     kind.write(w, std::invoke(access, t));
   };
