@@ -61,6 +61,11 @@ TEST_CASE("config handlers: an unknown type is reported once not with each of it
   const auto errors = errors_of(with_handler(R"({"name": "a", "type": "ftp", "colour": 1})"));
   REQUIRE(errors.size() == 2);
   CHECK(errors[1] == "handlers[0].colour: unknown key");
+  // Nor is a key of some type read as another type's: its value is not judged at all.
+  CHECK(handler_error(R"({"name": "a", "type": "ftp", "headers": {"X": 1}, "servers": [2]})") ==
+        R"(handlers[0].type: must be one of "file", "exec", "http", "download", "nats", got "ftp")");
+  CHECK(handler_error(R"({"name": "a", "dir": 3, "url": 4})") ==
+        R"(handlers[0].type: required, one of "file", "exec", "http", "download", "nats")");
 }
 
 TEST_CASE("config handlers: unknown keys and keys of another type name the full path") {
