@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/text.hpp"
 #include "core/url.hpp"
 
 namespace fbr::config::detail {
@@ -15,18 +16,6 @@ constexpr std::string_view kListenExpected =
 
 std::string must_be(std::string_view what, std::string_view got) {
   return "must be " + std::string(what) + ", got " + json_quoted(got);
-}
-
-/// The non-empty items of a comma-separated override, trimmed.
-std::vector<std::string_view> split_list(std::string_view text) {
-  std::vector<std::string_view> items;
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    const std::string_view item = trim(text.substr(0, comma));
-    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-    if (!item.empty()) items.push_back(item);
-  }
-  return items;
 }
 
 Messages env_text(std::string_view text, std::string& out) {
@@ -211,7 +200,7 @@ void Tokens::json(Reader& r, const Value& v, const std::string& path,
 Messages Tokens::env(std::string_view text, std::vector<std::string>& out) const {
   Messages messages;
   std::vector<std::string> tokens;
-  for (const std::string_view token : split_list(text)) {
+  for (const std::string_view token : core::split_list(text)) {
     if (const std::string problem = token_problem(token); !problem.empty()) {
       messages.push_back("a token " + problem);
     } else {
@@ -236,7 +225,7 @@ Messages Servers::env(std::string_view text, std::vector<std::string>& out) cons
   // A URL may carry user:password: messages say what is wrong, never quote it.
   Messages messages;
   std::vector<std::string> servers;
-  for (const std::string_view server : split_list(text)) {
+  for (const std::string_view server : core::split_list(text)) {
     if (has_control(server) || server.find(' ') != std::string_view::npos) {
       messages.emplace_back("a server URL must not contain whitespace or control characters");
     } else {
@@ -361,7 +350,9 @@ void LiteralsOrEnv::json(Reader& r, const Value& v, const std::string& path,
       return true;
     }
     if (headers) {
-      if (const auto [it, fresh] = by_lower_name.emplace(lower(name), std::string(name)); !fresh) {
+      if (const auto [it, fresh] =
+              by_lower_name.emplace(core::lower_ascii(name), std::string(name));
+          !fresh) {
         r.fail(p, "same header as " + child(path, it->second) + " (names are case-insensitive)");
         return true;
       }

@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "config/handlers.hpp"
 #include "config/table.hpp"
+#include "core/text.hpp"
 
 extern char** environ;
 
@@ -23,8 +24,8 @@ namespace detail {
 
 std::optional<std::string> env_value(const Environment& env, std::string_view name) {
   const auto it = env.find(std::string(name));
-  if (it == env.end() || trim(it->second).empty()) return std::nullopt;
-  return std::string(trim(it->second));
+  if (it == env.end() || core::trim_whitespace(it->second).empty()) return std::nullopt;
+  return std::string(core::trim_whitespace(it->second));
 }
 
 }  // namespace detail
@@ -121,7 +122,8 @@ LoadResult parse_config(std::string_view text, const Environment& env, std::stri
 LoadResult load_config(const std::filesystem::path& file, const Environment& env) {
   std::filesystem::path source = file;
   if (source.empty()) {
-    if (const auto it = env.find("FBR_CONFIG"); it != env.end()) source = trim(it->second);
+    if (const auto it = env.find("FBR_CONFIG"); it != env.end())
+      source = core::trim_whitespace(it->second);
   }
   if (source.empty()) return parse_config("{}", env, "(defaults)");
   LoadResult result;

@@ -9,6 +9,7 @@
 #include "config/handlers.hpp"
 #include "config/kinds.hpp"
 #include "config/table.hpp"
+#include "core/text.hpp"
 #include "core/url.hpp"
 
 namespace fbr::config::detail {
@@ -43,8 +44,8 @@ const Checked kSubject{
 const Checked kEnvName{is_env_name, kEnvNameExpected, nullptr, /*nullable=*/true};
 const Checked kHandlerName{is_handler_name,
                            "a non-empty name of letters, digits, '_', '.' and '-'"};
-const Checked kHttpUrl{is_http_url, "an absolute http:// or https:// URL", nullptr, false,
-                       core::redacted_url};
+const Checked kHttpUrl{core::is_absolute_http_url, "an absolute http:// or https:// URL", nullptr,
+                       false, core::redacted_url};
 const Integer kPositiveU32{1, kMaxU32};
 const Integer kConcurrency{1, 1024};
 

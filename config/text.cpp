@@ -9,6 +9,9 @@
 #include <array>
 #include <charconv>
 
+#include "core/text.hpp"
+#include "core/url.hpp"
+
 namespace fbr::config::detail {
 namespace {
 
@@ -24,14 +27,6 @@ bool is_space(char c) {
 }
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back()))
-    s.remove_suffix(1);
-  return s;
 }
 
 bool has_control(std::string_view s) {
@@ -144,37 +139,6 @@ bool is_header_name(std::string_view s) {
   });
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-/// An absolute http:// or https:// URL with a host, and no whitespace or control characters.
-bool is_http_url(std::string_view url) {
-  const std::string head = lower(url.substr(0, 8));
-  std::string_view rest;
-  if (head.starts_with("http://")) {
-    rest = url.substr(7);
-  } else if (head.starts_with("https://")) {
-    rest = url.substr(8);
-  } else {
-    return false;
-  }
-  if (std::any_of(url.begin(), url.end(), [](char c) { return is_control(c) || c == ' '; })) {
-    return false;
-  }
-  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
-    authority.remove_prefix(at + 1);
-  }
-  const std::string_view host = authority.substr(
-      0, authority.starts_with('[') ? authority.find(']') + 1 : authority.find(':'));
-  return !host.empty() && host != "[]";
-}
-
 /// An allowed_hosts / token_hosts entry: a host name (letters, digits, '-', '_', dots between
 /// non-empty labels, an optional trailing dot), "*." and a name, or an IPv4 or IPv6 literal (with
 /// or without brackets).
@@ -241,8 +205,7 @@ std::optional<Listen> parse_listen(std::string_view s) {
 }
 
 std::string format_listen(const Listen& listen) {
-  const bool ipv6 = listen.host.find(':') != std::string::npos;
-  return (ipv6 ? "[" + listen.host + "]" : listen.host) + ":" + std::to_string(listen.port);
+  return core::host_port(listen.host, listen.port);
 }
 
 bool is_valid_path(std::string_view s) {
@@ -263,7 +226,8 @@ std::string path_problem(std::string_view path) {
 std::string token_problem(std::string_view token) {
   if (token.empty()) return "must not be empty";
   if (has_control(token)) return "must not contain control characters";
-  if (trim(token).size() != token.size()) return "must not have leading or trailing whitespace";
+  if (core::trim_whitespace(token).size() != token.size())
+    return "must not have leading or trailing whitespace";
   return "";
 }
 

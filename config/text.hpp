@@ -29,7 +29,6 @@ constexpr std::string_view kEnvNameExpected =
 bool is_control(char c);
 bool is_space(char c);
 bool is_alnum(char c);
-std::string_view trim(std::string_view s);
 bool has_control(std::string_view s);
 bool one_of(std::string_view s, std::span<const std::string_view> choices);
 std::string join(std::span<const std::string_view> items, std::string_view separator);
@@ -46,7 +45,6 @@ std::string_view view(const Value& v);
 std::string child(const std::string& path, std::string_view key);
 /// "a[3]"
 std::string element(const std::string& path, std::size_t index);
-std::string lower(std::string_view s);
 
 bool is_env_name(std::string_view s);
 bool is_handler_name(std::string_view s);
@@ -54,8 +52,6 @@ bool is_stream_name(std::string_view s);
 /// A literal subject: non-empty tokens separated by '.', no wildcards or whitespace.
 bool is_literal_subject(std::string_view s);
 bool is_header_name(std::string_view s);
-/// An absolute http:// or https:// URL with a host, and no whitespace or control characters.
-bool is_http_url(std::string_view url);
 /// An allowed_hosts / token_hosts entry: a host name (letters, digits, '-', '_', dots between
 /// non-empty labels, an optional trailing dot), "*." and a name, or an IPv4 or IPv6 literal (with
 /// or without brackets).

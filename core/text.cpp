@@ -512,7 +512,7 @@ std::vector<std::string> split_list(std::string_view s, char separator) {
   std::vector<std::string> items;
   while (true) {
     const auto end = s.find(separator);
-    const std::string_view item = trim_blanks(s.substr(0, end));
+    const std::string_view item = trim_whitespace(s.substr(0, end));
     if (!item.empty()) items.emplace_back(item);
     if (end == std::string_view::npos) return items;
     s.remove_prefix(end + 1);

@@ -36,8 +36,8 @@ std::string_view trim_whitespace(std::string_view s);
 /// `s` with A-Z made a-z (ASCII only: header names, media types, host names, schemes).
 std::string lower_ascii(std::string_view s);
 
-/// The items of a `separator`-separated list, each without surrounding blanks (spaces, tabs);
-/// empty items are dropped: " a, ,b " → {"a", "b"}.
+/// The items of a `separator`-separated list, each without surrounding white space
+/// (trim_whitespace); empty items are dropped: " a, ,b " → {"a", "b"}.
 std::vector<std::string> split_list(std::string_view s, char separator = ',');
 
 /// Escapes a string for inclusion inside JSON double quotes (", \, control characters). The result
