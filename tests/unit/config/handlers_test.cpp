@@ -62,8 +62,9 @@ TEST_CASE("config handlers: an unknown type is reported once not with each of it
   REQUIRE(errors.size() == 2);
   CHECK(errors[1] == "handlers[0].colour: unknown key");
   // Nor is a key of some type read as another type's: its value is not judged at all.
-  CHECK(handler_error(R"({"name": "a", "type": "ftp", "headers": {"X": 1}, "servers": [2]})") ==
-        R"(handlers[0].type: must be one of "file", "exec", "http", "download", "nats", got "ftp")");
+  CHECK(
+      handler_error(R"({"name": "a", "type": "ftp", "headers": {"X": 1}, "servers": [2]})") ==
+      R"(handlers[0].type: must be one of "file", "exec", "http", "download", "nats", got "ftp")");
   CHECK(handler_error(R"({"name": "a", "dir": 3, "url": 4})") ==
         R"(handlers[0].type: required, one of "file", "exec", "http", "download", "nats")");
 }
@@ -304,8 +305,9 @@ TEST_CASE("config handlers: http") {
             .timeout_ms == 10'000);
 
   CHECK(handler_error(R"({"name": "h", "type": "http"})") == "handlers[0].url: required");
-  for (const char* url : {R"("ftp://x/")", R"("http://")", R"("http:///path")", R"("/relative")",
-                          R"("http://a b/")", R"("")", "42"}) {
+  for (const char* url :
+       {R"("ftp://x/")", R"("http://")", R"("http:///path")", R"("/relative")", R"("http://a b/")",
+        R"("")", "42", R"("http://h:abc/")", R"("http://[::1/")", R"("https://h:80x")"}) {
     CAPTURE(url);
     CHECK(handler_error(std::string(R"({"name": "h", "type": "http", "url": )") + url + "}") ==
           std::string("handlers[0].url: must be an absolute http:// or https:// URL, got ") + url);
