@@ -7,8 +7,8 @@ namespace fbr::server {
 
 std::unique_ptr<Backend> make_backend(const config::Config& config) {
   // config validation admits only these two names.
-  if (config.journal.backend == "nats") return std::make_unique<NatsBackend>(config);
-  return std::make_unique<SqliteBackend>(config);
+  if (config.journal.backend == "nats") return make_nats_backend(config);
+  return make_sqlite_backend(config);
 }
 
 }  // namespace fbr::server

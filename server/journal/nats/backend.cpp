@@ -2,43 +2,63 @@
 
 #include "server/journal/nats/dispatcher.hpp"
 #include "server/journal/nats/events.hpp"
+#include "server/journal/nats/journal.hpp"
 #include "server/journal/nats/stream.hpp"
 
 namespace fbr::server {
+namespace {
 
-std::optional<OpenError> NatsBackend::open(const Logger& log) {
-  journal_ = std::make_unique<NatsJournal>(config_.journal.nats, config_.max_body_bytes, log);
-  // Connects in the background: only settings that can never work fail here.
-  if (auto error = journal_->open()) return OpenError{*error, true};
-  return std::nullopt;
-}
+class NatsBackend final : public Backend {
+ public:
+  explicit NatsBackend(const config::Config& config) : config_(config) {}
 
-std::unique_ptr<Dispatcher> NatsBackend::make_dispatcher(Metrics& metrics, const Logger& log) {
-  return std::make_unique<NatsDispatcher>(config_, metrics, log);
-}
+  std::optional<OpenError> open(const Logger& log) override {
+    journal_ = std::make_unique<NatsJournal>(config_.journal.nats, config_.max_body_bytes, log);
+    // Connects in the background: only settings that can never work fail here.
+    if (auto error = journal_->open()) return OpenError{*error, true};
+    return std::nullopt;
+  }
 
-std::vector<std::pair<std::string, std::string>> NatsBackend::location() const {
-  return {{"stream", config_.journal.nats.stream}, {"subject", config_.journal.nats.subject}};
-}
+  [[nodiscard]] Journal& journal() override { return *journal_; }
 
-std::vector<EventRow> NatsBackend::list_events(const std::string& log_id, int limit,
-                                               std::string& error) {
-  return list_nats_events(config_, log_id, limit, error);
-}
+  std::unique_ptr<Dispatcher> make_dispatcher(Metrics& metrics, const Logger& log) override {
+    return std::make_unique<NatsDispatcher>(config_, metrics, log);
+  }
 
-std::vector<std::string> NatsBackend::replay(const std::string& log_id, const std::string& handler,
-                                             std::string& error) {
-  return replay_nats_event(config_, log_id, handler, error);
-}
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> location() const override {
+    return {{"stream", config_.journal.nats.stream}, {"subject", config_.journal.nats.subject}};
+  }
 
-std::string NatsBackend::replayed(std::string_view log_id, std::string_view handler) const {
-  return "published " + std::string(log_id) + " to " +
-         nats_stream::replay_subject(config_.journal.nats.subject, handler) + " for handler " +
-         std::string(handler);
-}
+  std::vector<EventRow> list_events(const std::string& log_id, int limit,
+                                    std::string& error) override {
+    return list_nats_events(config_, log_id, limit, error);
+  }
 
-std::string_view NatsBackend::after_replay() const {
-  return "any running receiver's dispatcher picks them up from the stream";
+  std::vector<std::string> replay(const std::string& log_id, const std::string& handler,
+                                  std::string& error) override {
+    return replay_nats_event(config_, log_id, handler, error);
+  }
+
+  [[nodiscard]] std::string replayed(std::string_view log_id,
+                                     std::string_view handler) const override {
+    return "published " + std::string(log_id) + " to " +
+           nats_stream::replay_subject(config_.journal.nats.subject, handler) + " for handler " +
+           std::string(handler);
+  }
+
+  [[nodiscard]] std::string_view after_replay() const override {
+    return "any running receiver's dispatcher picks them up from the stream";
+  }
+
+ private:
+  const config::Config& config_;
+  std::unique_ptr<NatsJournal> journal_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_nats_backend(const config::Config& config) {
+  return std::make_unique<NatsBackend>(config);
 }
 
 }  // namespace fbr::server

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/event.hpp"
+#include "server/journal/delivery_log.hpp"
 
 namespace fbr::server {
 namespace {
@@ -397,7 +398,8 @@ void NatsDispatcher::forget(const Job& job) {
 void NatsDispatcher::run(Job& job) {
   const auto& h = job.headers;
   const std::string key = key_of(h, job.sequence);
-  const std::string shown(core::log_id_or_key(h.log_id, key));
+  const std::string_view shown = core::log_id_or_key(h.log_id, key);
+  const DeliveryName name{shown, h.attempt_id, job.handler};
   std::shared_ptr<Route> route;
   {
     std::lock_guard lock(mutex_);
@@ -421,12 +423,7 @@ void NatsDispatcher::run(Job& job) {
     // stopped, or an ack or a dead letter was lost). Dead, without running once more.
     const std::string error = "gave up after " + std::to_string(job.attempt - 1) +
                               " attempts: the last one did not report an outcome";
-    log_.error("delivery_dead", log_.fields()
-                                    .add("log_id", shown)
-                                    .add("attempt_id", h.attempt_id)
-                                    .add("handler", job.handler)
-                                    .add("attempts", job.attempt - 1)
-                                    .add("error", error));
+    log_dead(log_, name, job.attempt - 1, error);
     forget(job);
     dead_letter(job, error, job.attempt - 1, route->retry);
     return;
@@ -454,22 +451,12 @@ void NatsDispatcher::run(Job& job) {
       break;
     }
     case core::RetryDecision::Kind::kRetry:
-      log_.info("delivery_retry_scheduled",
-                log_.fields()
-                    .add("log_id", shown)
-                    .add("attempt_id", h.attempt_id)
-                    .add("handler", job.handler)
-                    .add("attempt", job.attempt)
-                    .add("next_in_ms", static_cast<std::int64_t>(decision.delay.count())));
+      log_retry_scheduled(log_, name, job.attempt,
+                          static_cast<std::int64_t>(decision.delay.count()));
       natsMsg_NakWithDelay(job.msg, decision.delay.count(), nullptr);
       break;
     case core::RetryDecision::Kind::kDead:
-      log_.error("delivery_dead", log_.fields()
-                                      .add("log_id", shown)
-                                      .add("attempt_id", h.attempt_id)
-                                      .add("handler", job.handler)
-                                      .add("attempts", job.attempt)
-                                      .add("error", decision.error));
+      log_dead(log_, name, job.attempt, decision.error);
       dead_letter(job, decision.error, job.attempt, route->retry);
       break;
   }

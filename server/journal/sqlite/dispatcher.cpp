@@ -7,6 +7,7 @@
 
 #include "core/event.hpp"
 #include "core/text.hpp"
+#include "server/journal/delivery_log.hpp"
 
 namespace fbr::server {
 namespace {
@@ -281,22 +282,12 @@ void SqliteDispatcher::worker_loop() {
     metrics_.delivery(job.handler, to_string(outcome.kind));
     DeliveryUpdate update = next_state(job.event_key, job.handler, job.attempts, outcome,
                                        route->retry, unix_ms_now(), core::random_fraction());
-    const std::string_view shown = core::log_id_or_key(job.log_id, job.event_key);
+    const DeliveryName name{core::log_id_or_key(job.log_id, job.event_key), job.attempt_id,
+                            job.handler};
     if (update.state == DeliveryState::kFailed) {
-      log_.info("delivery_retry_scheduled",
-                log_.fields()
-                    .add("log_id", shown)
-                    .add("attempt_id", job.attempt_id)
-                    .add("handler", job.handler)
-                    .add("attempt", job.attempts)
-                    .add("next_in_ms", update.next_attempt_at_ms - unix_ms_now()));
+      log_retry_scheduled(log_, name, job.attempts, update.next_attempt_at_ms - unix_ms_now());
     } else if (update.state == DeliveryState::kDead) {
-      log_.error("delivery_dead", log_.fields()
-                                      .add("log_id", shown)
-                                      .add("attempt_id", job.attempt_id)
-                                      .add("handler", job.handler)
-                                      .add("attempts", job.attempts)
-                                      .add("error", update.last_error));
+      log_dead(log_, name, job.attempts, update.last_error);
     }
     persist({std::move(update)});
     {
