@@ -210,7 +210,7 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
     const auto show = [](std::string_view text) { return core::printable(text); };
     std::printf("%-24s  %-6d  %-7lld  %-8zu  %-20s  %s\n", show(row.received_at).c_str(),
                 row.status, static_cast<long long>(row.output_count), row.attempts.size(),
-                show(summary).c_str(), show(row.log_id.empty() ? row.key : row.log_id).c_str());
+                show(summary).c_str(), show(core::log_id_or_key(row.log_id, row.key)).c_str());
     for (const auto& d : row.deliveries) {
       std::printf("  delivery %-16s %-8s attempts %d%s%s\n", show(d.handler).c_str(),
                   show(d.state).c_str(), d.attempts, d.last_error.empty() ? "" : "  last error: ",

@@ -2,10 +2,9 @@
 // Runs handlers when the journal is NATS JetStream (journal.backend "nats"). Each handler has two
 // durable pull consumers on the journal's stream (nats/stream.hpp), shared by name by every
 // receiver instance: "fbr-<name>" on the events subject and "fbr-<name>-replay" on
-// <subject>.replay.<name>. JetStream
-// hands each message to one instance at a time, so any instance may run any delivery; the
-// message's own ack state is the delivery state (ack = done, nak with delay = retry later,
-// term after a dead letter on <subject>.dead.<name> = dead).
+// <subject>.replay.<name>. JetStream hands each message to one instance at a time, so any
+// instance may run any delivery; the message's own ack state is the delivery state (ack = done,
+// nak with delay = retry later, term after a dead letter on <subject>.dead.<name> = dead).
 //
 // Consumer settings, and why they differ from the obvious ones:
 // - No BackOff list: nats-server 2.9 adds BackOff[n] - AckWait to every NakWithDelay (a 1 s
