@@ -45,18 +45,6 @@ bool is_file_name_safe(std::string_view key) {
 
 }  // namespace
 
-std::string_view to_string(Outcome::Kind kind) {
-  switch (kind) {
-    case Outcome::Kind::kDone:
-      return "done";
-    case Outcome::Kind::kRetry:
-      return "retry";
-    case Outcome::Kind::kDead:
-      return "dead";
-  }
-  return "unknown";
-}
-
 Outcome Handler::deliver(const Delivery& delivery) {
   const auto started = std::chrono::steady_clock::now();
   Outcome outcome;
@@ -71,7 +59,7 @@ Outcome Handler::deliver(const Delivery& delivery) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   try {
     Fields fields = log_.fields();
-    fields.add("log_id", delivery.log_id.empty() ? delivery.event_key : delivery.log_id)
+    fields.add("log_id", core::log_id_or_key(delivery.log_id, delivery.event_key))
         .add("attempt_id", delivery.attempt_id)
         .add("handler", name_)
         .add("attempt", delivery.attempt)

@@ -11,7 +11,8 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "core/backoff.hpp"
+#include "core/event.hpp"
+#include "core/retry.hpp"
 #include "server/support/log.hpp"
 
 namespace fbr::server {
@@ -24,24 +25,15 @@ struct Delivery {
   int status = 0;          ///< 200 or 202
   std::string_view body;   ///< the raw event, exactly as received
   int attempt = 1;         ///< 1-based attempt number of this delivery
+  /// `body` parsed once, by the dispatcher that built this delivery: a handler that needs the
+  /// model reads it here rather than parsing the body again. Null only in a Delivery built by
+  /// hand (tests) for a handler that reads the body alone.
+  const core::ParseResult* parsed = nullptr;
 };
 
-/// What became of an attempt.
-struct Outcome {
-  enum class Kind { kDone, kRetry, kDead };
-  Kind kind = Kind::kDone;
-  std::string message;  ///< why it failed (bounded; never a secret)
-  /// The target asked to wait this long before the next try (HTTP Retry-After).
-  std::optional<std::chrono::milliseconds> retry_after;
-
-  static Outcome done() { return {}; }
-  static Outcome retry(std::string why, std::optional<std::chrono::milliseconds> after = {}) {
-    return {Kind::kRetry, std::move(why), after};
-  }
-  static Outcome dead(std::string why) { return {Kind::kDead, std::move(why), std::nullopt}; }
-};
-
-std::string_view to_string(Outcome::Kind kind);
+/// What became of an attempt (core/retry.hpp: the dispatchers' retry decision takes it).
+using core::Outcome;
+using core::to_string;
 
 class Handler {
  public:

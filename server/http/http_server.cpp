@@ -218,7 +218,7 @@ beast::tcp_stream& tcp_layer(beast::ssl_stream<beast::tcp_stream>& stream) {
 
 }  // namespace
 
-HttpServer::HttpServer(const config::Config& config, const LiveConfig& live, EventStore& journal,
+HttpServer::HttpServer(const config::Config& config, const LiveConfig& live, Journal& journal,
                        Metrics& metrics, const Logger& log)
     : config_(config), log_(log), metrics_(metrics), router_(live, journal, metrics, log) {}
 

@@ -26,7 +26,7 @@ namespace fbr::server {
 class HttpServer {
  public:
   /// `config` is the start-up snapshot (listen, limits, TLS files); `live` what a reload changes.
-  HttpServer(const config::Config& config, const LiveConfig& live, EventStore& journal,
+  HttpServer(const config::Config& config, const LiveConfig& live, Journal& journal,
              Metrics& metrics, const Logger& log);
   ~HttpServer();
 

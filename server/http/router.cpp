@@ -29,7 +29,7 @@ std::string lower(std::string_view s) {
 /// Awaits the journal's commit without blocking the io_context: the writer thread posts the
 /// result back to the session's executor.
 template <class CompletionToken>
-auto async_commit(EventStore& journal, CommitRequest request, CompletionToken&& token) {
+auto async_commit(Journal& journal, CommitRequest request, CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(CommitResult)>(
       [&journal](auto handler, CommitRequest request) {
         auto executor = asio::get_associated_executor(handler);

@@ -10,7 +10,7 @@
 #include "server/http/admission.hpp"
 #include "server/http/reply.hpp"
 #include "server/http/request_body.hpp"
-#include "server/journal/sqlite/journal.hpp"
+#include "server/journal/journal.hpp"
 #include "server/support/live_config.hpp"
 #include "server/support/log.hpp"
 #include "server/support/metrics.hpp"
@@ -27,7 +27,7 @@ struct RequestInfo {
 
 class Router {
  public:
-  Router(const LiveConfig& config, EventStore& journal, Metrics& metrics, const Logger& log)
+  Router(const LiveConfig& config, Journal& journal, Metrics& metrics, const Logger& log)
       : config_(config),
         path_(config.get()->path),
         journal_(journal),
@@ -56,7 +56,7 @@ class Router {
 
   const LiveConfig& config_;
   const std::string path_;  // fixed at start: a reload does not move the endpoint
-  EventStore& journal_;
+  Journal& journal_;
   Metrics& metrics_;
   const Logger& log_;
 };

@@ -33,6 +33,9 @@ class HeaderList {
   std::unique_ptr<curl_slist, SlistCleanup> list_;
 };
 
+/// Makes the handle append the response body to `out` (which must outlive the transfer).
+void collect_body(CURL* curl, std::string& out);
+
 /// Restricts a handle (and its redirects) to http:// and https://.
 void allow_only_http(CURL* curl);
 

@@ -51,7 +51,7 @@ struct World {
   std::unique_ptr<server::LiveConfig> live;
   std::unique_ptr<server::Logger> log;
   server::Metrics metrics;
-  server::Journal journal;
+  server::SqliteJournal journal;
   std::unique_ptr<server::Router> router;
   boost::asio::io_context ioc;
 };

@@ -2,7 +2,7 @@
 // consumers "fbr-<name>" (events) and "fbr-<name>-replay", shared by every receiver instance.
 // Real nats-server on 127.0.0.1, the real binary, real child processes and a local HTTP target.
 // Most tests publish events into the journal stream themselves, with the headers the ingest side
-// writes (the contract in server/journal/nats/journal.hpp), so they test the dispatcher alone; one
+// writes (the contract in server/journal/nats/stream.hpp), so they test the dispatcher alone; one
 // posts over HTTP end to end. Waiting is always a poll with a deadline.
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -75,7 +75,7 @@ void wait_consumer_ready(const Server& server, const std::string& consumer) {
 }
 
 /// Publishes an event into the journal stream as the ingest side does (headers of
-/// server/journal/nats/journal.hpp), listing `matched` in Fbr-Handlers. Returns the body.
+/// server/journal/nats/stream.hpp), listing `matched` in Fbr-Handlers. Returns the body.
 std::string publish_event(NatsProbe& probe, const std::string& log_id, const std::string& matched,
                           const std::string& subject = kSubject,
                           std::map<std::string, std::string> more = {}) {

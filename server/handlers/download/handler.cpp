@@ -118,7 +118,9 @@ DownloadHandler::DownloadHandler(std::string name, config::DownloadHandler setti
 
 Outcome DownloadHandler::run(const Delivery& delivery) {
   const auto started = Clock::now();
-  const core::ParseResult parsed = core::parse_event(delivery.body);
+  // Parsed once by the dispatcher that built the delivery (handler.hpp).
+  if (delivery.parsed == nullptr) return Outcome::dead("the delivery carries no parsed event");
+  const core::ParseResult& parsed = *delivery.parsed;
   if (!parsed.ok()) {
     const auto& e = parsed.errors.front();
     return Outcome::dead("the event is not a valid status-check-response: " +

@@ -1,15 +1,11 @@
 #include "server/journal/nats/dispatcher.hpp"
 
 #include <algorithm>
-#include <charconv>
-#include <cstdlib>
-#include <random>
 #include <stdexcept>
 #include <utility>
 
-#include "core/text.hpp"
-#include "server/journal/nats/journal.hpp"
-#include "server/journal/sqlite/dispatcher.hpp"
+#include "core/event.hpp"
+#include "server/journal/delivery_log.hpp"
 
 namespace fbr::server {
 namespace {
@@ -25,68 +21,15 @@ constexpr milliseconds kMaxAckWait{30000};
 constexpr std::int64_t kMaxAckPending = 10000;
 constexpr int kPublishTimeoutMs = 10000;
 
-double jitter() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-}
-
-std::string header(natsMsg* msg, const char* name) {
-  const char* value = nullptr;
-  if (natsMsgHeader_Get(msg, name, &value) != NATS_OK || value == nullptr) return {};
-  return value;
+/// A message's key: its event key, else its place in the stream (a message nobody keyed).
+std::string key_of(const nats_stream::EventHeaders& headers, std::uint64_t sequence) {
+  return headers.event_key.empty() ? "nats-seq:" + std::to_string(sequence) : headers.event_key;
 }
 
 }  // namespace
 
-std::string nats_consumer_name(std::string_view handler, bool replay) {
-  return nats_names::consumer_name(handler) + (replay ? "-replay" : "");
-}
-
-std::string nats_replay_subject(std::string_view subject, std::string_view handler) {
-  return std::string(subject) + ".replay." + std::string(handler);
-}
-
-std::string nats_dead_subject(std::string_view subject, std::string_view handler) {
-  return std::string(subject) + ".dead." + std::string(handler);
-}
-
 milliseconds nats_ack_wait(const core::RetryPolicy& policy) {
   return std::clamp(milliseconds(policy.initial_backoff_ms), kMinAckWait, kMaxAckWait);
-}
-
-bool lists_handler(std::string_view handlers, std::string_view handler) {
-  const auto names = nats_names::split_handlers(handlers);
-  return std::ranges::find(names, handler) != names.end();
-}
-
-NatsEventHeaders read_event_headers(natsMsg* msg) {
-  NatsEventHeaders h;
-  h.msg_id = header(msg, "Nats-Msg-Id");
-  h.event_key = header(msg, "Fbr-Event-Key");
-  if (h.event_key.empty()) h.event_key = h.msg_id;
-  h.replay_of = header(msg, "Fbr-Replay-Of");
-  h.log_id = header(msg, "Fbr-Log-Id");
-  h.attempt_id = header(msg, "Fbr-Attempt-Id");
-  h.handlers = header(msg, "Fbr-Handlers");
-  const std::string status = header(msg, "Fbr-Status");
-  int value = 0;
-  const auto [end, ec] = std::from_chars(status.data(), status.data() + status.size(), value);
-  if (ec == std::errc() && end == status.data() + status.size()) h.status = value;
-  return h;
-}
-
-NatsDecision nats_decision(int attempt, const Outcome& outcome, const core::RetryPolicy& policy,
-                           double jitter) {
-  // The same arithmetic and messages as the SQLite dispatcher; only the bookkeeping differs.
-  const DeliveryUpdate u = next_state({}, {}, attempt, outcome, policy, 0, jitter);
-  switch (u.state) {
-    case DeliveryState::kDone:
-      return {};
-    case DeliveryState::kDead:
-      return {NatsDecision::Kind::kDead, milliseconds(0), u.last_error};
-    default:
-      return {NatsDecision::Kind::kNak, milliseconds(u.next_attempt_at_ms), u.last_error};
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,7 +68,7 @@ struct NatsDispatcher::Job {
   natsMsg* msg = nullptr;
   std::string handler;
   bool replay = false;
-  NatsEventHeaders headers;
+  nats_stream::EventHeaders headers;
   int attempt = 1;  // NumDelivered
   std::uint64_t sequence = 0;
   milliseconds progress_every{kMinAckWait / 3};
@@ -168,7 +111,7 @@ std::optional<std::string> NatsDispatcher::build(const config::Config& config,
                                                  Routes& routes) const {
   std::map<std::string, std::string> consumers;  // consumer name -> handler
   for (const auto& h : config.handlers) {
-    const auto consumer = nats_consumer_name(h.name, false);
+    const auto consumer = nats_stream::consumer_name(h.name, false);
     if (auto [it, fresh] = consumers.emplace(consumer, h.name); !fresh) {
       return "handlers " + it->second + " and " + h.name + " would share the NATS consumer " +
              consumer + ": rename one";
@@ -183,7 +126,7 @@ std::optional<std::string> NatsDispatcher::start() {
   Routes routes;
   if (auto error = build(config_, routes)) return error;
   std::string error;
-  auto options = journal_connection_options(nats, error);
+  auto options = nats_stream::connection_options(nats, error);
   if (!options) return error;
   options->name = "fhir-bulk-receiver dispatcher";
   connection_ = nats::Connection::open(*options, error);
@@ -256,8 +199,8 @@ void NatsDispatcher::sync_fetchers() {
       auto f = std::make_unique<Fetcher>();
       f->handler = name;
       f->replay = replay;
-      f->durable = nats_consumer_name(name, replay);
-      f->filter = replay ? nats_replay_subject(config_.journal.nats.subject, name)
+      f->durable = nats_stream::consumer_name(name, replay);
+      f->filter = replay ? nats_stream::replay_subject(config_.journal.nats.subject, name)
                          : config_.journal.nats.subject;
       f->retry = route->retry;
       Fetcher& ref = *f;
@@ -387,7 +330,7 @@ void NatsDispatcher::fetch_loop(Fetcher& f) {
       job->msg = std::exchange(list.Msgs[i], nullptr);
       job->handler = f.handler;
       job->replay = f.replay;
-      job->headers = read_event_headers(job->msg);
+      job->headers = nats_stream::read_event_headers(job->msg);
       job->progress_every = f.ack_wait / 3;
       jsMsgMetaData* meta = nullptr;
       if (natsMsg_GetMetaData(&meta, job->msg) == NATS_OK) {
@@ -454,9 +397,9 @@ void NatsDispatcher::forget(const Job& job) {
 
 void NatsDispatcher::run(Job& job) {
   const auto& h = job.headers;
-  const std::string key =
-      h.event_key.empty() ? "nats-seq:" + std::to_string(job.sequence) : h.event_key;
-  const std::string& shown = h.log_id.empty() ? key : h.log_id;
+  const std::string key = key_of(h, job.sequence);
+  const std::string_view shown = core::log_id_or_key(h.log_id, key);
+  const DeliveryName name{shown, h.attempt_id, job.handler};
   std::shared_ptr<Route> route;
   {
     std::lock_guard lock(mutex_);
@@ -468,7 +411,7 @@ void NatsDispatcher::run(Job& job) {
     natsMsg_Nak(job.msg, nullptr);
     return;
   }
-  if (!job.replay && !lists_handler(h.handlers, job.handler)) {
+  if (!job.replay && !nats_stream::lists_handler(h.handlers, job.handler)) {
     // Its `when` did not match at ingest (or the handler is newer than the event).
     forget(job);
     natsMsg_Ack(job.msg, nullptr);
@@ -480,23 +423,21 @@ void NatsDispatcher::run(Job& job) {
     // stopped, or an ack or a dead letter was lost). Dead, without running once more.
     const std::string error = "gave up after " + std::to_string(job.attempt - 1) +
                               " attempts: the last one did not report an outcome";
-    log_.error("delivery_dead", log_.fields()
-                                    .add("log_id", shown)
-                                    .add("attempt_id", h.attempt_id)
-                                    .add("handler", job.handler)
-                                    .add("attempts", job.attempt - 1)
-                                    .add("error", error));
+    log_dead(log_, name, job.attempt - 1, error);
     forget(job);
     dead_letter(job, error, job.attempt - 1, route->retry);
     return;
   }
-  const Delivery delivery{key, h.log_id, h.attempt_id, h.status, job.body(), job.attempt};
+  // The one parse of this job's body: the handler reads the model from the delivery.
+  const core::ParseResult parsed = core::parse_event(job.body());
+  const Delivery delivery{key, h.log_id, h.attempt_id, h.status, job.body(), job.attempt, &parsed};
   const Outcome outcome = route->handler->deliver(delivery);
   metrics_.delivery(job.handler, to_string(outcome.kind));
-  const NatsDecision decision = nats_decision(job.attempt, outcome, route->retry, jitter());
+  const core::RetryDecision decision =
+      core::decide_retry(outcome, job.attempt, route->retry, core::random_fraction());
   forget(job);
   switch (decision.kind) {
-    case NatsDecision::Kind::kAck: {
+    case core::RetryDecision::Kind::kDone: {
       jsErrCode code = static_cast<jsErrCode>(0);
       // Synchronous: "done" is recorded by JetStream before the worker moves on.
       const natsStatus s = natsMsg_AckSync(job.msg, nullptr, &code);
@@ -509,23 +450,13 @@ void NatsDispatcher::run(Job& job) {
       }
       break;
     }
-    case NatsDecision::Kind::kNak:
-      log_.info("delivery_retry_scheduled",
-                log_.fields()
-                    .add("log_id", shown)
-                    .add("attempt_id", h.attempt_id)
-                    .add("handler", job.handler)
-                    .add("attempt", job.attempt)
-                    .add("next_in_ms", static_cast<std::int64_t>(decision.delay.count())));
+    case core::RetryDecision::Kind::kRetry:
+      log_retry_scheduled(log_, name, job.attempt,
+                          static_cast<std::int64_t>(decision.delay.count()));
       natsMsg_NakWithDelay(job.msg, decision.delay.count(), nullptr);
       break;
-    case NatsDecision::Kind::kDead:
-      log_.error("delivery_dead", log_.fields()
-                                      .add("log_id", shown)
-                                      .add("attempt_id", h.attempt_id)
-                                      .add("handler", job.handler)
-                                      .add("attempts", job.attempt)
-                                      .add("error", decision.error));
+    case core::RetryDecision::Kind::kDead:
+      log_dead(log_, name, job.attempt, decision.error);
       dead_letter(job, decision.error, job.attempt, route->retry);
       break;
   }
@@ -533,35 +464,10 @@ void NatsDispatcher::run(Job& job) {
 
 void NatsDispatcher::dead_letter(Job& job, const std::string& error, int attempts,
                                  const core::RetryPolicy& retry) {
-  const auto& subject = config_.journal.nats.subject;
-  const std::string key = job.headers.event_key.empty() ? "nats-seq:" + std::to_string(job.sequence)
-                                                        : job.headers.event_key;
-  nats::Message m;
-  m.subject = nats_dead_subject(subject, job.handler);
-  // An event's Nats-Msg-Id is its key; a replay's is unique, so a replay that dies again gets a
-  // dead letter of its own rather than a duplicate of the first.
-  m.msg_id = (job.headers.msg_id.empty() ? key : job.headers.msg_id) + ":dead:" + job.handler;
-  m.body = job.body();
-  const char** keys = nullptr;
-  int count = 0;
-  if (natsMsgHeader_Keys(job.msg, &keys, &count) == NATS_OK) {
-    for (int i = 0; i < count; ++i) {
-      const std::string name = keys[i];
-      // Nats-Msg-Id is the dead letter's own; Fbr-Handler and Fbr-Stream-Seq are set below.
-      if (name.rfind("Nats-", 0) == 0 || name == "Fbr-Handler" || name == "Fbr-Stream-Seq") {
-        continue;
-      }
-      m.headers.emplace_back(name, header(job.msg, keys[i]));
-    }
-    free(static_cast<void*>(keys));
-  }
-  m.headers.emplace_back("Fbr-Handler", job.handler);
-  // The event's own sequence, also when this was a replay of it (`events` matches on it).
-  m.headers.emplace_back("Fbr-Stream-Seq", job.headers.replay_of.empty()
-                                               ? std::to_string(job.sequence)
-                                               : job.headers.replay_of);
-  m.headers.emplace_back("Fbr-Error", nats_names::header_value(error, 1024));
-  m.headers.emplace_back("Fbr-Attempts", std::to_string(attempts));
+  const std::string key = key_of(job.headers, job.sequence);
+  const nats::Message m =
+      nats_stream::dead_letter(config_.journal.nats.subject, job.msg, job.headers, key,
+                               job.sequence, job.handler, error, attempts);
   const auto result =
       nats::publish_sync(*connection_, m, kPublishTimeoutMs, config_.journal.nats.stream);
   if (result.ok) {
@@ -571,13 +477,12 @@ void NatsDispatcher::dead_letter(Job& job, const std::string& error, int attempt
   // Not kept anywhere yet: try again later (the next delivery sees the attempts spent and comes
   // straight back here).
   const auto delay = std::min<std::int64_t>(retry.max_backoff_ms, kMaxAckWait.count());
-  log_.error("dead_letter_failed",
-             log_.fields()
-                 .add("log_id", job.headers.log_id.empty() ? key : job.headers.log_id)
-                 .add("handler", job.handler)
-                 .add("subject", m.subject)
-                 .add("error", result.error)
-                 .add("next_in_ms", delay));
+  log_.error("dead_letter_failed", log_.fields()
+                                       .add("log_id", core::log_id_or_key(job.headers.log_id, key))
+                                       .add("handler", job.handler)
+                                       .add("subject", m.subject)
+                                       .add("error", result.error)
+                                       .add("next_in_ms", delay));
   natsMsg_NakWithDelay(job.msg, delay, nullptr);
 }
 

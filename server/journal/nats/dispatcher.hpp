@@ -1,15 +1,15 @@
 #pragma once
 // Runs handlers when the journal is NATS JetStream (journal.backend "nats"). Each handler has two
-// durable pull consumers on the journal's stream, shared by name by every receiver instance:
-// "fbr-<name>" on the events subject and "fbr-<name>-replay" on <subject>.replay.<name>. JetStream
-// hands each message to one instance at a time, so any instance may run any delivery; the
-// message's own ack state is the delivery state (ack = done, nak with delay = retry later,
-// term after a dead letter on <subject>.dead.<name> = dead).
+// durable pull consumers on the journal's stream (nats/stream.hpp), shared by name by every
+// receiver instance: "fbr-<name>" on the events subject and "fbr-<name>-replay" on
+// <subject>.replay.<name>. JetStream hands each message to one instance at a time, so any
+// instance may run any delivery; the message's own ack state is the delivery state (ack = done,
+// nak with delay = retry later, term after a dead letter on <subject>.dead.<name> = dead).
 //
 // Consumer settings, and why they differ from the obvious ones:
 // - No BackOff list: nats-server 2.9 adds BackOff[n] - AckWait to every NakWithDelay (a 1 s
 //   retry after the 2nd delivery came back after 8 s with BackOff [3 s, 10 s]). Every retry is a
-//   NakWithDelay with the delay core/backoff.hpp computes (exponential, jittered, Retry-After
+//   NakWithDelay with the delay core::decide_retry computes (exponential, jittered, Retry-After
 //   honoured), exactly as the SQLite dispatcher schedules it.
 // - MaxDeliver unlimited: the receiver counts attempts itself (the message's NumDelivered). A
 //   message delivered more than max_attempts times (its last attempt never reported: an instance
@@ -38,75 +38,39 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "core/backoff.hpp"
+#include "core/retry.hpp"
 #include "server/handlers/handler.hpp"
-#include "server/journal/sqlite/dispatcher.hpp"
+#include "server/journal/dispatcher.hpp"
+#include "server/journal/nats/stream.hpp"
+#include "server/journal/worker_slots.hpp"
 #include "server/support/log.hpp"
 #include "server/support/metrics.hpp"
 #include "server/support/nats_client.hpp"
 
 namespace fbr::server {
 
-/// Durable consumer name of a handler: "fbr-" + name (+ "-replay"), every character outside
-/// [A-Za-z0-9_-] replaced by '_'.
-std::string nats_consumer_name(std::string_view handler, bool replay);
-
-/// <subject>.replay.<handler> and <subject>.dead.<handler>.
-std::string nats_replay_subject(std::string_view subject, std::string_view handler);
-std::string nats_dead_subject(std::string_view subject, std::string_view handler);
-
 /// A consumer's AckWait for this retry policy: the first back-off ceiling within [5 s, 30 s].
 std::chrono::milliseconds nats_ack_wait(const core::RetryPolicy& policy);
 
-/// True when the comma-separated `handlers` (Fbr-Handlers; blanks around names ignored) lists
-/// `handler`.
-bool lists_handler(std::string_view handlers, std::string_view handler);
-
-/// The event fields a delivery needs, from a journal message's headers.
-struct NatsEventHeaders {
-  std::string event_key;   ///< Fbr-Event-Key, else Nats-Msg-Id
-  std::string msg_id;      ///< Nats-Msg-Id (the key, or a hash of a key unfit for a header)
-  std::string replay_of;   ///< Fbr-Replay-Of: a replay's event stream sequence
-  std::string log_id;      ///< Fbr-Log-Id
-  std::string attempt_id;  ///< Fbr-Attempt-Id
-  std::string handlers;    ///< Fbr-Handlers (comma-separated)
-  int status = 0;          ///< Fbr-Status (0 when missing or not a number)
-};
-
-/// Reads the headers of a message received from the journal stream.
-NatsEventHeaders read_event_headers(natsMsg* msg);
-
-/// What a worker does with a message after an attempt (pure: retry arithmetic from core).
-struct NatsDecision {
-  enum class Kind { kAck, kNak, kDead };
-  Kind kind = Kind::kAck;
-  std::chrono::milliseconds delay{0};  ///< kNak: redeliver after this
-  std::string error;                   ///< kNak / kDead: why
-};
-NatsDecision nats_decision(int attempt, const Outcome& outcome, const core::RetryPolicy& policy,
-                           double jitter);
-
-class NatsDispatcher {
+class NatsDispatcher final : public Dispatcher {
  public:
   /// `config` is the start-up snapshot: journal.nats and concurrency stay; handlers can be
   /// reloaded.
   NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log);
-  ~NatsDispatcher();
-  NatsDispatcher(const NatsDispatcher&) = delete;
-  NatsDispatcher& operator=(const NatsDispatcher&) = delete;
+  ~NatsDispatcher() override;
 
   /// Builds every handler (errors name the handler), connects to NATS (in the background: an
   /// unreachable server is not an error, the consumers wait for it) and starts the workers.
-  std::optional<std::string> start();
+  std::optional<std::string> start() override;
 
   /// Replaces the handlers (SIGHUP). Builds every new handler first: on any error nothing changes.
   /// New handlers get their consumers; removed handlers' fetch loops stop (their durable consumers
   /// stay in the stream); running deliveries finish on the handler they started with.
-  std::optional<std::string> reload(const config::Config& config);
+  std::optional<std::string> reload(const config::Config& config) override;
 
   /// Stops fetching; running deliveries finish and ack or nak; fetched messages that had not
   /// started are nak'ed so another instance takes them at once.
-  void stop();
+  void stop() override;
 
  private:
   struct Fetcher;

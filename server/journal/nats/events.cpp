@@ -1,7 +1,5 @@
 #include "server/journal/nats/events.hpp"
 
-#include <chrono>
-#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
@@ -9,40 +7,25 @@
 #include <optional>
 #include <set>
 
-#include "core/url.hpp"
 #include "server/journal/nats/journal.hpp"
+#include "server/journal/nats/stream.hpp"
 #include "server/support/nats_client.hpp"
 
 namespace fbr::server {
 namespace {
 
-using namespace nats_names;
+using namespace nats_stream;
 
 constexpr int kReadTimeoutMs = 5000;
 
-std::string header(natsMsg* msg, const char* name) {
-  const char* value = nullptr;
-  if (natsMsgHeader_Get(msg, name, &value) != NATS_OK || value == nullptr) return {};
-  return value;
-}
-
-std::string js_error(natsStatus status, jsErrCode code) {
-  std::string text = nats::status_text(status);
-  if (code != 0) text += " (JetStream error code " + std::to_string(static_cast<int>(code)) + ")";
-  return text;
-}
-
 /// A connection for one CLI command: fails at once when no server answers.
 std::unique_ptr<nats::Connection> connect(const config::NatsJournal& config, std::string& error) {
-  auto options = journal_connection_options(config, error);
+  auto options = connection_options(config, error);
   if (!options) return nullptr;
   options->retry_forever = false;
   options->name = "fhir-bulk-receiver-cli";
-  std::string servers;
-  for (const auto& s : config.servers)
-    servers += (servers.empty() ? "" : ", ") + core::redacted_url(s);
   auto connection = nats::Connection::open(*options, error);
-  if (!connection) error = "cannot connect to NATS (" + servers + "): " + error;
+  if (!connection) error = "cannot connect to NATS (" + servers_shown(config) + "): " + error;
   return connection;
 }
 
@@ -133,25 +116,16 @@ bool matches(const Found& f, const std::string& log_id) {
 }
 
 Found read_event(natsMsg* msg, std::uint64_t sequence) {
+  const EventHeaders h = read_event_headers(msg);
   Found f;
   f.sequence = sequence;
-  f.row.key = header(msg, kEventKey);
-  if (f.row.key.empty()) f.row.key = header(msg, "Nats-Msg-Id");
-  f.row.log_id = header(msg, kLogId);
-  f.row.received_at = header(msg, kReceivedAt);
-  try {
-    f.row.status = std::stoi(header(msg, kStatus));
-    f.row.output_count = std::stoll(header(msg, kOutputCount));
-  } catch (const std::exception&) {
-    // a header missing or not a number: shown as 0
-  }
-  AttemptRow attempt;
-  attempt.attempt_id = header(msg, kAttemptId);
-  attempt.received_at = f.row.received_at;
-  attempt.remote_addr = header(msg, kRemoteAddr);
-  attempt.request_id = header(msg, kRequestId);
-  f.row.attempts.push_back(std::move(attempt));
-  f.handlers = split_handlers(header(msg, kHandlers));
+  f.row.key = h.event_key;
+  f.row.log_id = h.log_id;
+  f.row.received_at = h.received_at;
+  f.row.status = h.status;
+  f.row.output_count = h.output_count;
+  f.row.attempts.push_back({h.attempt_id, h.received_at, h.remote_addr, h.request_id, false});
+  f.handlers = split_handlers(h.handlers);
   return f;
 }
 
@@ -190,30 +164,16 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
   std::set<std::pair<std::string, std::uint64_t>> dead_seqs;
   std::map<std::pair<std::string, std::string>, std::string> dead_errors;
   std::map<std::pair<std::string, std::string>, int> dead_attempts;
-  const std::string dead_prefix = nats.subject + ".dead.";
   if (!found->empty()) {
     const bool ok = scan(
-        *connection, nats, dead_prefix + ">", true,
+        *connection, nats, dead_letters(nats.subject), true,
         [&](natsMsg* msg, std::uint64_t) {
-          const std::string subject = natsMsg_GetSubject(msg);
-          std::string handler = header(msg, kHandler);
-          if (handler.empty() && subject.starts_with(dead_prefix))
-            handler = subject.substr(dead_prefix.size());
-          std::string key = header(msg, kEventKey);
-          if (key.empty()) key = header(msg, "Nats-Msg-Id");
-          dead_keys.emplace(handler, key);
-          std::string last_error = header(msg, "Fbr-Error");
-          if (!last_error.empty()) dead_errors[{handler, key}] = last_error;
-          try {
-            const std::string attempts = header(msg, "Fbr-Attempts");
-            if (!attempts.empty()) dead_attempts[{handler, key}] = std::stoi(attempts);
-          } catch (const std::exception&) {
-          }
-          try {
-            const std::string seq = header(msg, kStreamSeq);
-            if (!seq.empty()) dead_seqs.emplace(handler, std::stoull(seq));
-          } catch (const std::exception&) {
-          }
+          const DeadLetter d = read_dead_letter(msg, nats.subject);
+          const std::pair<std::string, std::string> which{d.handler, d.event_key};
+          dead_keys.insert(which);
+          if (!d.error.empty()) dead_errors[which] = d.error;
+          if (d.attempts) dead_attempts[which] = *d.attempts;
+          if (d.sequence) dead_seqs.emplace(d.handler, *d.sequence);
         },
         error);
     if (!ok) return {};
@@ -226,7 +186,7 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
     std::optional<std::uint64_t> floor;
     jsConsumerInfo* info = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    const std::string durable = consumer_name(handler);
+    const std::string durable = consumer_name(handler, false);
     if (js_GetConsumerInfo(&info, connection->js(), nats.stream.c_str(), durable.c_str(), nullptr,
                            &code) == NATS_OK) {
       floor = info->AckFloor.Stream;
@@ -298,34 +258,18 @@ std::vector<std::string> replay_nats_event(const config::Config& config, const s
             std::to_string(event.sequence) + ": " + js_error(s, code);
     return {};
   }
-  std::vector<std::pair<std::string, std::string>> headers;
-  const char** keys = nullptr;
-  int key_count = 0;
-  if (natsMsgHeader_Keys(stored, &keys, &key_count) == NATS_OK) {
-    for (int i = 0; i < key_count; ++i) {
-      const std::string name = keys[i];
-      if (name.starts_with("Nats-") || name == kHandlers || name == kReplayOf) continue;
-      headers.emplace_back(name, header(stored, keys[i]));
-    }
-    std::free(static_cast<void*>(keys));
-  }
+  auto headers = copy_headers(stored, {kHandlers, kReplayOf});
   const std::string body(natsMsg_GetData(stored),
                          static_cast<std::size_t>(natsMsg_GetDataLength(stored)));
   natsMsg_Destroy(stored);
 
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const std::int64_t now_ms = unix_ms_now();
   std::vector<std::string> replayed;
   for (const auto& target : targets) {
-    nats::Message message;
-    message.subject = replay_subject(nats, target);
-    message.msg_id = msg_id_for(event.row.key) + ":replay:" + target + ":" + std::to_string(now_ms);
-    message.headers = headers;
-    message.headers.emplace_back(kHandlers, target);
-    message.headers.emplace_back(kReplayOf, std::to_string(event.sequence));
+    nats::Message message =
+        nats_stream::replay(nats.subject, event.row.key, event.sequence, headers, target, now_ms);
     message.body = body;
-    auto result = nats::publish_sync(*connection, message, NatsStore::kAckTimeoutMs, nats.stream);
+    auto result = nats::publish_sync(*connection, message, NatsJournal::kAckTimeoutMs, nats.stream);
     if (!result.ok) {
       error = "replay for handler " + target + " (" + message.subject + "): " + result.error;
       return replayed;

@@ -1,12 +1,12 @@
 #pragma once
 // The CLI's `events` and `replay` when the journal is NATS JetStream (journal.backend "nats"):
 // read the journal stream from the outside, like any other client (see
-// server/journal/nats/journal.hpp for the subjects, headers and consumer names).
+// server/journal/nats/stream.hpp for the subjects, headers and consumer names).
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
-#include "server/journal/sqlite/journal.hpp"
+#include "server/journal/journal.hpp"
 
 namespace fbr::server {
 

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <future>
 #include <limits>
-#include <random>
 #include <stdexcept>
 
+#include "core/event.hpp"
 #include "core/text.hpp"
+#include "server/journal/delivery_log.hpp"
 
 namespace fbr::server {
 namespace {
@@ -14,81 +15,45 @@ namespace {
 // How often the loop looks for work nobody told it about (a `replay` from the CLI, a retry due).
 constexpr std::int64_t kPollMs = 500;
 
-double jitter() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-}
-
 }  // namespace
 
 DeliveryUpdate next_state(const std::string& event_key, const std::string& handler, int attempts,
                           const Outcome& outcome, const core::RetryPolicy& policy,
                           std::int64_t now_ms, double jitter) {
-  DeliveryUpdate u{event_key, handler, DeliveryState::kDone, attempts, 0, {}};
-  switch (outcome.kind) {
-    case Outcome::Kind::kDone:
-      return u;
-    case Outcome::Kind::kDead:
+  const core::RetryDecision decision = core::decide_retry(outcome, attempts, policy, jitter);
+  DeliveryUpdate u{event_key, handler, DeliveryState::kDone, attempts, 0, decision.error};
+  switch (decision.kind) {
+    case core::RetryDecision::Kind::kDone:
+      break;
+    case core::RetryDecision::Kind::kDead:
       u.state = DeliveryState::kDead;
-      u.last_error = outcome.message;
-      return u;
-    case Outcome::Kind::kRetry:
+      break;
+    case core::RetryDecision::Kind::kRetry:
+      u.state = DeliveryState::kFailed;
+      u.next_attempt_at_ms = now_ms + decision.delay.count();
       break;
   }
-  if (core::attempts_exhausted(policy, attempts)) {
-    u.state = DeliveryState::kDead;
-    u.last_error = "gave up after " + std::to_string(attempts) + " attempts: " + outcome.message;
-    return u;
-  }
-  auto delay = core::backoff_delay(policy, attempts, jitter);
-  if (outcome.retry_after) {
-    // The target said when to come back: do so, within the policy's ceiling.
-    delay = std::min(*outcome.retry_after, std::chrono::milliseconds(policy.max_backoff_ms));
-  }
-  u.state = DeliveryState::kFailed;
-  u.next_attempt_at_ms = now_ms + delay.count();
-  u.last_error = outcome.message;
   return u;
 }
 
-int WorkerSlots::room(const std::string& handler, int cap) const {
-  return std::max(0, std::min(free(), cap - busy(handler)));
-}
-
-int WorkerSlots::busy(const std::string& handler) const {
-  const auto it = by_handler_.find(handler);
-  return it == by_handler_.end() ? 0 : it->second;
-}
-
-void WorkerSlots::take(const std::string& handler) {
-  ++busy_;
-  ++by_handler_[handler];
-}
-
-void WorkerSlots::release(const std::string& handler) {
-  --busy_;
-  if (const auto it = by_handler_.find(handler); it != by_handler_.end() && --it->second <= 0) {
-    by_handler_.erase(it);
-  }
-}
-
-Dispatcher::Dispatcher(const config::Config& config, Journal& journal, Metrics& metrics,
-                       const Logger& log)
+SqliteDispatcher::SqliteDispatcher(const config::Config& config, SqliteJournal& journal,
+                                   Metrics& metrics, const Logger& log)
     : config_(config),
       journal_(journal),
       metrics_(metrics),
       log_(log),
       slots_(config.dispatch_concurrency) {}
 
-Dispatcher::~Dispatcher() {
+SqliteDispatcher::~SqliteDispatcher() {
   stop();
 }
 
-std::optional<std::string> Dispatcher::build(const config::Config& config, Routes& routes) const {
+std::optional<std::string> SqliteDispatcher::build(const config::Config& config,
+                                                   Routes& routes) const {
   return build_routes(config, log_, routes);
 }
 
-std::string Dispatcher::room_json() const {
+std::string SqliteDispatcher::room_json() const {
   std::string json;
   for (const auto& [name, route] : routes_) {
     const int room = slots_.room(name, route->concurrency);
@@ -98,7 +63,7 @@ std::string Dispatcher::room_json() const {
   return json.empty() ? json : json + "}";
 }
 
-std::optional<std::string> Dispatcher::reload(const config::Config& config) {
+std::optional<std::string> SqliteDispatcher::reload(const config::Config& config) {
   Routes routes;
   if (auto error = build(config, routes)) return error;
   {
@@ -110,7 +75,7 @@ std::optional<std::string> Dispatcher::reload(const config::Config& config) {
   return std::nullopt;  // the old routes die here, or with the last delivery still using them
 }
 
-std::optional<std::string> Dispatcher::start() {
+std::optional<std::string> SqliteDispatcher::start() {
   if (auto error = build(config_, routes_)) return error;
   journal_.on_new_deliveries([this] { wake(); });
   for (int i = 0; i < config_.dispatch_concurrency; ++i) {
@@ -123,7 +88,7 @@ std::optional<std::string> Dispatcher::start() {
   return std::nullopt;
 }
 
-void Dispatcher::wake() {
+void SqliteDispatcher::wake() {
   {
     std::lock_guard lock(mutex_);
     woken_ = true;
@@ -131,7 +96,7 @@ void Dispatcher::wake() {
   schedule_cv_.notify_one();
 }
 
-void Dispatcher::stop() {
+void SqliteDispatcher::stop() {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
@@ -157,7 +122,7 @@ void Dispatcher::stop() {
   db_.close();
 }
 
-bool Dispatcher::persist(std::vector<DeliveryUpdate> updates) {
+bool SqliteDispatcher::persist(std::vector<DeliveryUpdate> updates) {
   std::promise<CommitResult> promise;
   auto future = promise.get_future();
   journal_.update(std::move(updates),
@@ -169,8 +134,8 @@ bool Dispatcher::persist(std::vector<DeliveryUpdate> updates) {
   return result.ok;
 }
 
-std::optional<std::string> Dispatcher::connect() {
-  if (auto e = db_.open(Journal::file_in(config_.data_dir).string(), false)) return *e;
+std::optional<std::string> SqliteDispatcher::connect() {
+  if (auto e = db_.open(SqliteJournal::file_in(config_.data_dir).string(), false)) return *e;
   sqlite3_busy_timeout(db_.handle(), 5000);
   // ?2 = {"handler": room, ...}: each handler's earliest due rows up to its room, so 100 due
   // downloads at their cap leave the pick to the file delivery behind them.
@@ -209,8 +174,8 @@ std::optional<std::string> Dispatcher::connect() {
   return std::nullopt;
 }
 
-std::vector<Dispatcher::Job> Dispatcher::fetch_due(const std::string& room, int limit,
-                                                   std::int64_t& next_due_ms) {
+std::vector<SqliteDispatcher::Job> SqliteDispatcher::fetch_due(const std::string& room, int limit,
+                                                               std::int64_t& next_due_ms) {
   std::vector<Job> jobs;
   next_due_ms = std::numeric_limits<std::int64_t>::max();
   if (!db_.is_open()) {
@@ -242,7 +207,7 @@ std::vector<Dispatcher::Job> Dispatcher::fetch_due(const std::string& room, int 
   return jobs;
 }
 
-void Dispatcher::schedule_loop() {
+void SqliteDispatcher::schedule_loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     // Consume the wake-up whether or not a slot is free: a wake left set would make the wait
@@ -285,7 +250,7 @@ void Dispatcher::schedule_loop() {
   }
 }
 
-void Dispatcher::worker_loop() {
+void SqliteDispatcher::worker_loop() {
   for (;;) {
     Job job;
     {
@@ -309,28 +274,20 @@ void Dispatcher::worker_loop() {
       slots_.release(job.handler);
       continue;
     }
-    Delivery delivery{job.event_key, job.log_id, job.attempt_id,
-                      job.status,    job.body,   job.attempts};
+    // The one parse of this job's body: the handler reads the model from the delivery.
+    const core::ParseResult parsed = core::parse_event(job.body);
+    const Delivery delivery{job.event_key, job.log_id,   job.attempt_id, job.status,
+                            job.body,      job.attempts, &parsed};
     Outcome outcome = route->handler->deliver(delivery);
     metrics_.delivery(job.handler, to_string(outcome.kind));
     DeliveryUpdate update = next_state(job.event_key, job.handler, job.attempts, outcome,
-                                       route->retry, unix_ms_now(), jitter());
+                                       route->retry, unix_ms_now(), core::random_fraction());
+    const DeliveryName name{core::log_id_or_key(job.log_id, job.event_key), job.attempt_id,
+                            job.handler};
     if (update.state == DeliveryState::kFailed) {
-      log_.info("delivery_retry_scheduled",
-                log_.fields()
-                    .add("log_id", job.log_id.empty() ? job.event_key : job.log_id)
-                    .add("attempt_id", job.attempt_id)
-                    .add("handler", job.handler)
-                    .add("attempt", job.attempts)
-                    .add("next_in_ms", update.next_attempt_at_ms - unix_ms_now()));
+      log_retry_scheduled(log_, name, job.attempts, update.next_attempt_at_ms - unix_ms_now());
     } else if (update.state == DeliveryState::kDead) {
-      log_.error("delivery_dead",
-                 log_.fields()
-                     .add("log_id", job.log_id.empty() ? job.event_key : job.log_id)
-                     .add("attempt_id", job.attempt_id)
-                     .add("handler", job.handler)
-                     .add("attempts", job.attempts)
-                     .add("error", update.last_error));
+      log_dead(log_, name, job.attempts, update.last_error);
     }
     persist({std::move(update)});
     {

@@ -1,6 +1,6 @@
 #pragma once
-// Runs handlers after the 200: a loop over due delivery rows (pending, or failed and due again),
-// at most `dispatch.concurrency` at once on worker threads, and at most a handler's own
+// The dispatcher of the SQLite journal: a loop over due delivery rows (pending, or failed and due
+// again), at most `dispatch.concurrency` at once on worker threads, and at most a handler's own
 // `concurrency` of one handler, each outcome persisted in the journal.
 // A restart resumes exactly where the last run stopped; `replay` is an UPDATE the loop picks up.
 #include <condition_variable>
@@ -14,50 +14,32 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "core/backoff.hpp"
+#include "core/retry.hpp"
 #include "server/handlers/handler.hpp"
+#include "server/journal/dispatcher.hpp"
 #include "server/journal/sqlite/database.hpp"
 #include "server/journal/sqlite/journal.hpp"
+#include "server/journal/worker_slots.hpp"
 #include "server/support/log.hpp"
 #include "server/support/metrics.hpp"
 
 namespace fbr::server {
 
-/// The persisted state that follows an attempt's outcome (pure: retry arithmetic from core).
+/// The persisted state that follows an attempt's outcome: core::decide_retry as a delivery row
+/// (a retry is due at now_ms + its delay).
 DeliveryUpdate next_state(const std::string& event_key, const std::string& handler, int attempts,
                           const Outcome& outcome, const core::RetryPolicy& policy,
                           std::int64_t now_ms, double jitter);
 
-/// The dispatcher's workers and who holds them: at most `pool` deliveries at once, and at most a
-/// handler's `concurrency` of that handler, so one handler that hangs cannot hold every worker.
-/// Both dispatchers (SQLite, NATS) count with it; not thread-safe (their mutex guards it).
-class WorkerSlots {
- public:
-  explicit WorkerSlots(int pool) : pool_(pool) {}
-  /// How many more deliveries may start now, whatever their handler.
-  [[nodiscard]] int free() const { return pool_ - busy_; }
-  /// How many more deliveries of `handler`, allowed `cap` at once, may start now.
-  [[nodiscard]] int room(const std::string& handler, int cap) const;
-  [[nodiscard]] int busy() const { return busy_; }
-  [[nodiscard]] int busy(const std::string& handler) const;
-  /// A delivery of `handler` was queued (its slot is held until release).
-  void take(const std::string& handler);
-  void release(const std::string& handler);
-
- private:
-  int pool_;
-  int busy_ = 0;
-  std::map<std::string, int> by_handler_;  // only handlers with a delivery queued or running
-};
-
-class Dispatcher {
+class SqliteDispatcher final : public Dispatcher {
  public:
   /// `config` is the start-up snapshot: data_dir and concurrency stay; handlers can be reloaded.
-  Dispatcher(const config::Config& config, Journal& journal, Metrics& metrics, const Logger& log);
-  ~Dispatcher();
+  SqliteDispatcher(const config::Config& config, SqliteJournal& journal, Metrics& metrics,
+                   const Logger& log);
+  ~SqliteDispatcher() override;
 
   /// Builds every configured handler (errors name the handler) and starts the loop and workers.
-  std::optional<std::string> start();
+  std::optional<std::string> start() override;
 
   /// New deliveries were committed: look now rather than at the next poll.
   void wake();
@@ -65,11 +47,11 @@ class Dispatcher {
   /// Replaces the handlers (SIGHUP). Builds every new handler first: on any error nothing
   /// changes and the error (naming the handler) is returned. Running deliveries finish on the
   /// handler they started with.
-  std::optional<std::string> reload(const config::Config& config);
+  std::optional<std::string> reload(const config::Config& config) override;
 
   /// Stops scheduling, lets running deliveries finish and record their outcome; queued ones that
   /// had not started go back to pending.
-  void stop();
+  void stop() override;
 
  private:
   /// Builds the handlers of `config`; error message (naming the handler) or nullopt.
@@ -94,7 +76,7 @@ class Dispatcher {
   bool persist(std::vector<DeliveryUpdate> updates);
 
   const config::Config& config_;
-  Journal& journal_;
+  SqliteJournal& journal_;
   Metrics& metrics_;
   const Logger& log_;
   Routes routes_;        // guarded by mutex_

@@ -4,7 +4,6 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
-#include <chrono>
 #include <system_error>
 
 #include "server/support/ids.hpp"
@@ -63,32 +62,11 @@ constexpr unsigned long long kMinFreeBytes = 1024 * 1024;
 
 }  // namespace
 
-std::string_view to_string(DeliveryState state) {
-  switch (state) {
-    case DeliveryState::kPending:
-      return "pending";
-    case DeliveryState::kRunning:
-      return "running";
-    case DeliveryState::kDone:
-      return "done";
-    case DeliveryState::kFailed:
-      return "failed";
-    case DeliveryState::kDead:
-      return "dead";
-  }
-  return "pending";
-}
-
-std::int64_t unix_ms_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-std::filesystem::path Journal::file_in(const std::filesystem::path& data_dir) {
+std::filesystem::path SqliteJournal::file_in(const std::filesystem::path& data_dir) {
   return data_dir / "journal.sqlite";
 }
 
-std::optional<std::string> Journal::open(const std::filesystem::path& data_dir) {
+std::optional<std::string> SqliteJournal::open(const std::filesystem::path& data_dir) {
   data_dir_ = data_dir;
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
@@ -103,7 +81,7 @@ std::optional<std::string> Journal::open(const std::filesystem::path& data_dir) 
   return std::nullopt;
 }
 
-std::optional<std::string> Journal::connect() {
+std::optional<std::string> SqliteJournal::connect() {
   const auto file = file_in(data_dir_).string();
   insert_event_ = {};
   insert_attempt_ = {};
@@ -156,19 +134,19 @@ std::optional<std::string> Journal::connect() {
   return std::nullopt;
 }
 
-Journal::~Journal() {
+SqliteJournal::~SqliteJournal() {
   stop();
 }
 
-void Journal::commit(CommitRequest request, Callback done) {
+void SqliteJournal::commit(CommitRequest request, Callback done) {
   enqueue({std::move(request), std::move(done)});
 }
 
-void Journal::update(std::vector<DeliveryUpdate> updates, Callback done) {
+void SqliteJournal::update(std::vector<DeliveryUpdate> updates, Callback done) {
   enqueue({std::move(updates), std::move(done)});
 }
 
-void Journal::enqueue(Pending pending) {
+void SqliteJournal::enqueue(Pending pending) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
@@ -180,7 +158,7 @@ void Journal::enqueue(Pending pending) {
   pending.done(CommitResult{false, false, "journal is shutting down"});
 }
 
-bool Journal::writable() {
+bool SqliteJournal::writable() {
   struct statvfs fs {};
   if (::statvfs(data_dir_.c_str(), &fs) != 0) return false;
   if ((fs.f_flag & ST_RDONLY) != 0) return false;
@@ -192,14 +170,14 @@ bool Journal::writable() {
   return false;
 }
 
-int Journal::synchronous_level() {
+int SqliteJournal::synchronous_level() {
   if (!db_.is_open()) return -1;
   sqlite::Statement pragma;
   if (pragma.prepare(db_, "PRAGMA synchronous")) return -1;
   return pragma.step() == SQLITE_ROW ? static_cast<int>(pragma.integer(0)) : -1;
 }
 
-void Journal::stop() {
+void SqliteJournal::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -214,7 +192,7 @@ void Journal::stop() {
   db_.close();
 }
 
-void Journal::run() {
+void SqliteJournal::run() {
   std::vector<Pending> batch;
   std::vector<CommitResult> results;
   for (;;) {
@@ -252,8 +230,8 @@ void Journal::run() {
   }
 }
 
-std::optional<std::string> Journal::write_batch(std::vector<Pending>& batch,
-                                                std::vector<CommitResult>& results) {
+std::optional<std::string> SqliteJournal::write_batch(std::vector<Pending>& batch,
+                                                      std::vector<CommitResult>& results) {
   if (auto error = db_.exec("BEGIN IMMEDIATE")) return error;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     std::optional<std::string> error;
@@ -277,7 +255,8 @@ std::optional<std::string> Journal::write_batch(std::vector<Pending>& batch,
   return std::nullopt;
 }
 
-std::optional<std::string> Journal::write_event(const CommitRequest& r, CommitResult& result) {
+std::optional<std::string> SqliteJournal::write_event(const CommitRequest& r,
+                                                      CommitResult& result) {
   const Receipt& receipt = r.receipt;
   // Each statement: step, then reset (which keeps the step's result code for us).
   auto run = [this](sqlite::Statement& statement) -> std::optional<std::string> {
@@ -326,7 +305,8 @@ std::optional<std::string> Journal::write_event(const CommitRequest& r, CommitRe
   return std::nullopt;
 }
 
-std::optional<std::string> Journal::write_updates(const std::vector<DeliveryUpdate>& updates) {
+std::optional<std::string> SqliteJournal::write_updates(
+    const std::vector<DeliveryUpdate>& updates) {
   const std::string now = utc_now_iso();
   for (const auto& u : updates) {
     update_delivery_.bind(1, to_string(u.state))
@@ -341,145 +321,6 @@ std::optional<std::string> Journal::write_updates(const std::vector<DeliveryUpda
     if (rc != SQLITE_DONE) return db_.last_error();
   }
   return std::nullopt;
-}
-
-namespace {
-
-/// Opens an existing journal for the CLI; error message or nullopt.
-std::optional<std::string> open_existing(const std::filesystem::path& data_dir, bool read_only,
-                                         sqlite::Database& db) {
-  const auto file = Journal::file_in(data_dir);
-  if (!std::filesystem::exists(file)) return "no journal at " + file.string();
-  if (auto e = db.open(file.string(), read_only)) {
-    return "cannot open journal " + file.string() + ": " + *e;
-  }
-  sqlite3_busy_timeout(db.handle(), 10000);
-  return std::nullopt;
-}
-
-}  // namespace
-
-std::vector<EventRow> list_events(const std::filesystem::path& data_dir, const std::string& log_id,
-                                  int limit, std::string& error) {
-  std::vector<EventRow> rows;
-  sqlite::Database db;
-  if (auto e = open_existing(data_dir, true, db)) {
-    error = *e;
-    return rows;
-  }
-  sqlite::Statement events;
-  sqlite::Statement attempts;
-  sqlite::Statement deliveries;
-  for (auto [statement, sql] :
-       {std::pair{&events,
-                  "SELECT key, log_id, received_at, status, output_count FROM events "
-                  "WHERE (?1 = '' OR log_id = ?1 OR key = ?1) "
-                  "ORDER BY received_at DESC, rowid DESC LIMIT ?2"},
-        std::pair{&attempts,
-                  "SELECT attempt_id, received_at, remote_addr, request_id, duplicate "
-                  "FROM attempts WHERE event_key = ? ORDER BY id"},
-        std::pair{&deliveries,
-                  "SELECT handler, state, last_error, updated_at, attempts, next_attempt_at "
-                  "FROM deliveries WHERE event_key = ? ORDER BY handler"}}) {
-    if (auto e = statement->prepare(db, sql)) {
-      error = *e;
-      return rows;
-    }
-  }
-  events.bind(1, log_id).bind(2, std::int64_t{limit});
-  int rc;
-  while ((rc = events.step()) == SQLITE_ROW) {
-    EventRow row{events.text(0),
-                 events.text(1),
-                 events.text(2),
-                 static_cast<int>(events.integer(3)),
-                 events.integer(4),
-                 {},
-                 {}};
-    attempts.bind(1, row.key);
-    while (attempts.step() == SQLITE_ROW) {
-      row.attempts.push_back({attempts.text(0), attempts.text(1), attempts.text(2),
-                              attempts.text(3), attempts.integer(4) != 0});
-    }
-    attempts.reset();
-    deliveries.bind(1, row.key);
-    while (deliveries.step() == SQLITE_ROW) {
-      row.deliveries.push_back({deliveries.text(0), deliveries.text(1), deliveries.text(2),
-                                deliveries.text(3), static_cast<int>(deliveries.integer(4)),
-                                deliveries.integer(5)});
-    }
-    deliveries.reset();
-    rows.push_back(std::move(row));
-  }
-  if (rc != SQLITE_DONE) error = db.last_error();
-  return rows;
-}
-
-std::vector<std::string> replay_deliveries(const std::filesystem::path& data_dir,
-                                           const std::string& log_id, const std::string& handler,
-                                           const std::vector<std::string>& configured,
-                                           std::string& error) {
-  std::vector<std::string> requeued;
-  sqlite::Database db;
-  if (auto e = open_existing(data_dir, false, db)) {
-    error = *e;
-    return requeued;
-  }
-  for (std::string_view pragma : {"PRAGMA synchronous=FULL", "BEGIN IMMEDIATE"}) {
-    if (auto e = db.exec(pragma)) {
-      error = *e;
-      return requeued;
-    }
-  }
-  auto fail = [&](std::string message) {
-    error = std::move(message);
-    (void)db.exec("ROLLBACK");
-    requeued.clear();
-    return requeued;
-  };
-  sqlite::Statement find;
-  if (auto e = find.prepare(db, "SELECT key FROM events WHERE log_id = ?1 OR key = ?1")) {
-    return fail(*e);
-  }
-  find.bind(1, log_id);
-  std::vector<std::string> keys;
-  while (find.step() == SQLITE_ROW)
-    keys.push_back(find.text(0));
-  if (keys.empty()) return fail("no event with Log ID " + log_id);
-  const bool known = std::find(configured.begin(), configured.end(), handler) != configured.end();
-  if (!handler.empty() && !known) return fail("no handler named " + handler + " in the config");
-
-  sqlite::Statement insert;
-  sqlite::Statement requeue;
-  if (auto e = insert.prepare(db,
-                              "INSERT OR IGNORE INTO deliveries(event_key, handler, state, "
-                              "attempts, next_attempt_at, last_error, updated_at) "
-                              "VALUES (?, ?, 'pending', 0, 0, '', ?)")) {
-    return fail(*e);
-  }
-  if (auto e = requeue.prepare(db,
-                               "UPDATE deliveries SET state = 'pending', attempts = 0, "
-                               "next_attempt_at = 0, last_error = '', updated_at = ?1 "
-                               "WHERE event_key = ?2 AND (?3 = '' OR handler = ?3) "
-                               "RETURNING handler")) {
-    return fail(*e);
-  }
-  const std::string now = utc_now_iso();
-  for (const auto& key : keys) {
-    if (!handler.empty()) {
-      insert.bind(1, key).bind(2, handler).bind(3, now);
-      if (insert.step() != SQLITE_DONE) return fail(db.last_error());
-      insert.reset();
-    }
-    requeue.bind(1, now).bind(2, key).bind(3, handler);
-    int rc;
-    while ((rc = requeue.step()) == SQLITE_ROW)
-      requeued.push_back(requeue.text(0));
-    if (rc != SQLITE_DONE) return fail(db.last_error());
-    requeue.reset();
-  }
-  if (auto e = db.exec("COMMIT")) return fail(*e);
-  return requeued;
 }
 
 }  // namespace fbr::server

@@ -1,6 +1,8 @@
 #pragma once
-// The durable journal: SQLite (WAL, synchronous=FULL) under data_dir. One writer thread takes
-// commits from a queue and makes one transaction, hence one fsync, per batch (group commit).
+// The embedded journal (journal.backend "sqlite", the default): SQLite (WAL, synchronous=FULL)
+// under data_dir. One writer thread takes commits from a queue and makes one transaction, hence
+// one fsync, per batch (group commit). Deliveries are rows of the same file (sqlite/dispatcher.hpp
+// runs them; sqlite/events.hpp lists and replays them for the CLI).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -14,13 +16,10 @@
 #include <variant>
 #include <vector>
 
-#include "server/journal/event_store.hpp"
+#include "server/journal/journal.hpp"
 #include "server/journal/sqlite/database.hpp"
 
 namespace fbr::server {
-
-enum class DeliveryState { kPending, kRunning, kDone, kFailed, kDead };
-std::string_view to_string(DeliveryState state);
 
 /// A delivery's new persisted state, written by the dispatcher through the journal's writer.
 struct DeliveryUpdate {
@@ -32,7 +31,7 @@ struct DeliveryUpdate {
   std::string last_error;
 };
 
-class Journal final : public EventStore {
+class SqliteJournal final : public Journal {
  public:
   /// The journal file under a data dir.
   static std::filesystem::path file_in(const std::filesystem::path& data_dir);
@@ -44,7 +43,7 @@ class Journal final : public EventStore {
   std::optional<std::string> open(const std::filesystem::path& data_dir);
   /// Why the journal could not be opened at start, or empty.
   [[nodiscard]] const std::string& unavailable_reason() const { return unavailable_reason_; }
-  ~Journal() override;
+  ~SqliteJournal() override;
 
   /// Queues a commit; `done` runs on the writer thread after the batch's fsync (or its failure).
   void commit(CommitRequest request, Callback done) override;
@@ -97,39 +96,5 @@ class Journal final : public EventStore {
   bool stopping_ = false;
   std::thread writer_;
 };
-
-/// Read side, for the CLI (`events`) and tests: a separate read-only connection.
-struct AttemptRow {
-  std::string attempt_id, received_at, remote_addr, request_id;
-  bool duplicate = false;
-};
-struct DeliveryRow {
-  std::string handler, state, last_error, updated_at;
-  int attempts = 0;
-  std::int64_t next_attempt_at_ms = 0;
-};
-struct EventRow {
-  std::string key, log_id, received_at;
-  int status = 0;
-  std::int64_t output_count = 0;
-  std::vector<AttemptRow> attempts;
-  std::vector<DeliveryRow> deliveries;
-};
-
-/// Lists journaled events, newest first; empty `log_id` = all. Error message in `error`.
-std::vector<EventRow> list_events(const std::filesystem::path& data_dir, const std::string& log_id,
-                                  int limit, std::string& error);
-
-/// Re-queues the deliveries of the event with this Log ID (or key): every existing one, or only
-/// `handler`'s (created when missing, if `handler` is in `configured`). Works while the server
-/// runs: its dispatcher picks pending rows up. Returns the handlers re-queued; error message in
-/// `error`.
-std::vector<std::string> replay_deliveries(const std::filesystem::path& data_dir,
-                                           const std::string& log_id, const std::string& handler,
-                                           const std::vector<std::string>& configured,
-                                           std::string& error);
-
-/// Milliseconds since the Unix epoch, now.
-std::int64_t unix_ms_now();
 
 }  // namespace fbr::server

@@ -1,8 +1,8 @@
 // WorkerSlots (issue 12): the count both dispatchers keep so that a handler never holds more than
 // its `concurrency` workers and the others keep theirs.
-#include <doctest/doctest.h>
+#include "server/journal/worker_slots.hpp"
 
-#include "server/journal/sqlite/dispatcher.hpp"
+#include <doctest/doctest.h>
 
 using fbr::server::WorkerSlots;
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "server/journal/sqlite/events.hpp"
+
 using namespace fbr::server;
 namespace fs = std::filesystem;
 
@@ -37,7 +39,7 @@ CommitRequest event_request(const std::string& key) {
 }
 
 /// Commits and waits for the result.
-CommitResult commit_sync(Journal& journal, CommitRequest request) {
+CommitResult commit_sync(SqliteJournal& journal, CommitRequest request) {
   std::mutex m;
   std::condition_variable cv;
   std::optional<CommitResult> out;
@@ -56,7 +58,7 @@ CommitResult commit_sync(Journal& journal, CommitRequest request) {
 TEST_CASE("journal commits events records duplicates as attempts and reads them back") {
   TempDir dir;
   {
-    Journal journal;
+    SqliteJournal journal;
     REQUIRE_FALSE(journal.open(dir.path / "data").has_value());
     auto first = commit_sync(journal, event_request("e1"));
     CHECK(first.ok);
@@ -82,7 +84,7 @@ TEST_CASE("journal commits events records duplicates as attempts and reads them 
 
 TEST_CASE("journal group-commits many concurrent requests each answered once") {
   TempDir dir;
-  Journal journal;
+  SqliteJournal journal;
   REQUIRE_FALSE(journal.open(dir.path).has_value());
   constexpr int kCount = 500;
   std::atomic<int> ok{0};
@@ -102,7 +104,7 @@ TEST_CASE("journal group-commits many concurrent requests each answered once") {
 
 TEST_CASE("journal quarantines invalid bodies apart from events") {
   TempDir dir;
-  Journal journal;
+  SqliteJournal journal;
   REQUIRE_FALSE(journal.open(dir.path).has_value());
   CommitRequest q;
   q.quarantine = true;
@@ -116,7 +118,7 @@ TEST_CASE("journal quarantines invalid bodies apart from events") {
 }
 
 TEST_CASE("journal refuses to open where it cannot create its directory") {
-  Journal journal;
+  SqliteJournal journal;
   auto error = journal.open("/proc/fbr-cannot-exist/data");
   REQUIRE(error.has_value());
   CHECK(error->find("data_dir") != std::string::npos);
@@ -131,7 +133,7 @@ TEST_CASE("reading events from a missing journal says where it looked") {
 
 TEST_CASE("journal tells the dispatcher when a commit created deliveries and only then") {
   TempDir dir;
-  Journal journal;
+  SqliteJournal journal;
   std::atomic<int> calls{0};
   journal.on_new_deliveries([&] { ++calls; });
   REQUIRE_FALSE(journal.open(dir.path).has_value());
@@ -155,7 +157,7 @@ TEST_CASE("journal tells the dispatcher when a commit created deliveries and onl
 
 TEST_CASE("journal connection reads back PRAGMA synchronous = 2 (FULL) and commits through a WAL") {
   TempDir dir;
-  Journal journal;
+  SqliteJournal journal;
   CHECK(journal.synchronous_level() == -1);  // not open yet
   REQUIRE_FALSE(journal.open(dir.path / "data").has_value());
   // FULL: in WAL mode COMMIT returns only after the WAL's fsync (NORMAL would sync at checkpoints
