@@ -61,15 +61,6 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   return bytes;
 }
 
-/// The body shown in a message: printable, one line.
-std::string shown_body(std::string_view body) {
-  std::string out;
-  for (const char c : trim_header_value(body)) {
-    out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  }
-  return out;
-}
-
 }  // namespace
 
 HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, const Logger& log)
