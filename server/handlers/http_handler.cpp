@@ -10,6 +10,8 @@
 #include <new>
 #include <stdexcept>
 
+#include "server/handlers/header_safe.hpp"
+
 namespace fbr::server {
 namespace {
 
@@ -22,15 +24,6 @@ bool iequals(std::string_view a, std::string_view b) {
 bool has_control(std::string_view s) {
   return std::any_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
-
-/// A value from the event (Log ID, key) made safe for a header line.
-std::string header_safe(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
-  }
-  return out;
 }
 
 /// What the target answered, collected by libcurl's callbacks.
