@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "server/handlers/header_safe.hpp"
+#include "server/support/process.hpp"
 
 namespace fbr::server {
 namespace {
@@ -68,15 +69,7 @@ HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, 
         header.find(' ') != std::string::npos) {
       throw std::runtime_error("handler " + this->name() + ": invalid header name");
     }
-    std::string resolved = value.literal;
-    if (!value.env.empty()) {
-      const char* from_env = std::getenv(value.env.c_str());
-      if (from_env == nullptr) {
-        throw std::runtime_error(where + " takes its value from the environment variable " +
-                                 value.env + ", which is not set");
-      }
-      resolved = from_env;
-    }
+    const std::string resolved = process::resolve_value(value, where);
     if (has_control(resolved)) {
       throw std::runtime_error(where + ": the value contains control characters");
     }
