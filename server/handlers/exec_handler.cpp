@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/event.hpp"
 #include "server/support/posix.hpp"
 #include "server/support/process.hpp"
 
@@ -99,7 +100,7 @@ Outcome ExecHandler::run(const Delivery& delivery) {
       log().debug("exec_output",
                   log()
                       .fields()
-                      .add("log_id", delivery.log_id.empty() ? delivery.event_key : delivery.log_id)
+                      .add("log_id", core::log_id_or_key(delivery.log_id, delivery.event_key))
                       .add("handler", name())
                       .add("stdout", result.out)
                       .add("stderr", result.err));

@@ -148,12 +148,6 @@ class ExclusiveLock {
   int fd_;
 };
 
-std::uint64_t size_of(int fd, const std::string& what) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) posix::throw_errno("stat " + what);
-  return static_cast<std::uint64_t>(st.st_size);
-}
-
 void truncate_to(int fd, std::uint64_t size, const std::string& what) {
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0) posix::throw_errno("truncate " + what);
 }
@@ -227,7 +221,8 @@ Outcome FileHandler::append_line(const Delivery& delivery) {
     }
   }
   ExclusiveLock file_lock(lines_.get(), path);
-  if (size_of(lines_.get(), path) != lines_size_ || size_of(keys_.get(), keys_file) != keys_size_) {
+  if (posix::size_of(lines_.get(), path) != lines_size_ ||
+      posix::size_of(keys_.get(), keys_file) != keys_size_) {
     reconcile();
   }
   if (written_.contains(key.substr(0, key.size() - 1))) return Outcome::done();

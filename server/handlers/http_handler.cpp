@@ -10,6 +10,9 @@
 #include <new>
 #include <stdexcept>
 
+#include "server/handlers/header_safe.hpp"
+#include "server/support/process.hpp"
+
 namespace fbr::server {
 namespace {
 
@@ -22,15 +25,6 @@ bool iequals(std::string_view a, std::string_view b) {
 bool has_control(std::string_view s) {
   return std::any_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
-
-/// A value from the event (Log ID, key) made safe for a header line.
-std::string header_safe(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
-  }
-  return out;
 }
 
 /// What the target answered, collected by libcurl's callbacks.
@@ -61,15 +55,6 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   return bytes;
 }
 
-/// The body shown in a message: printable, one line.
-std::string shown_body(std::string_view body) {
-  std::string out;
-  for (const char c : trim_header_value(body)) {
-    out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  }
-  return out;
-}
-
 }  // namespace
 
 HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, const Logger& log)
@@ -84,15 +69,7 @@ HttpHandler::HttpHandler(std::string name, const config::HttpHandler& settings, 
         header.find(' ') != std::string::npos) {
       throw std::runtime_error("handler " + this->name() + ": invalid header name");
     }
-    std::string resolved = value.literal;
-    if (!value.env.empty()) {
-      const char* from_env = std::getenv(value.env.c_str());
-      if (from_env == nullptr) {
-        throw std::runtime_error(where + " takes its value from the environment variable " +
-                                 value.env + ", which is not set");
-      }
-      resolved = from_env;
-    }
+    const std::string resolved = process::resolve_value(value, where);
     if (has_control(resolved)) {
       throw std::runtime_error(where + ": the value contains control characters");
     }

@@ -3,20 +3,13 @@
 #include <stdexcept>
 #include <utility>
 
+#include "server/handlers/header_safe.hpp"
+
 namespace fbr::server {
 namespace {
 
 // JetStream answers within milliseconds when it can; past this the attempt is retried.
 constexpr int kPublishTimeoutMs = 10000;
-
-/// A value from the event made safe for a NATS header line.
-std::string header_safe(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
-  }
-  return out;
-}
 
 }  // namespace
 

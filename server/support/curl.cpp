@@ -82,6 +82,14 @@ std::string_view trim_header_value(std::string_view s) {
   return s;
 }
 
+std::string shown_body(std::string_view body) {
+  std::string out;
+  for (const char c : trim_header_value(body)) {
+    out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
+  return out;
+}
+
 std::optional<std::string_view> header_value(std::string_view line, std::string_view name) {
   if (line.size() <= name.size() || line[name.size()] != ':' || !iequals_prefix(line, name)) {
     return std::nullopt;

@@ -57,6 +57,10 @@ bool iequals_prefix(std::string_view text, std::string_view prefix);
 /// `text` without leading and trailing spaces, tabs and line breaks.
 std::string_view trim_header_value(std::string_view text);
 
+/// An answer's body made one printable line for a message: trimmed as trim_header_value does,
+/// each control character (C0, DEL) a space.
+std::string shown_body(std::string_view body);
+
 /// The value of header `name` (e.g. "retry-after") if `line` ("Name: value\r\n") is that header.
 std::optional<std::string_view> header_value(std::string_view line, std::string_view name);
 

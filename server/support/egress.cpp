@@ -9,18 +9,11 @@
 #include <cstring>
 #include <memory>
 
+#include "core/text.hpp"
 #include "server/support/curl.hpp"
 
 namespace fbr::server::egress {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 bool in_v4(const std::uint8_t* a, std::uint32_t network, int bits) {
   const std::uint32_t value = (std::uint32_t{a[0]} << 24) | (std::uint32_t{a[1]} << 16) |
@@ -74,46 +67,6 @@ struct CurlString {
   char* text = nullptr;
   ~CurlString() { curl_free(text); }
 };
-
-/// The addresses (with port) of a proxy setting such as "http://127.0.0.1:3128" or "proxy:8080".
-std::vector<Address> proxy_addresses(std::string_view setting) {
-  std::vector<Address> out;
-  if (setting.empty()) return out;
-  std::string url(setting);
-  if (url.find("://") == std::string::npos) url = "http://" + url;
-  std::unique_ptr<CURLU, UrlCleanup> u(curl_url());
-  CurlString host;
-  CurlString port;
-  if (!u ||
-      curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-      curl_url_get(u.get(), CURLUPART_HOST, &host.text, 0) != CURLUE_OK) {
-    return out;
-  }
-  // libcurl's default proxy port.
-  long number = 1080;
-  if (curl_url_get(u.get(), CURLUPART_PORT, &port.text, 0) == CURLUE_OK) {
-    number = std::strtol(port.text, nullptr, 10);
-  }
-  const std::string name = normalize_host(host.text);
-  if (auto literal = parse_address(name)) {
-    literal->port = static_cast<std::uint16_t>(number);
-    out.push_back(*literal);
-    return out;
-  }
-  // The operator's proxy name (configuration, not input from an event).
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (::getaddrinfo(name.c_str(), nullptr, &hints, &found) != 0) return out;
-  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    if (auto address = address_of(a->ai_addr, a->ai_addrlen)) {
-      address->port = static_cast<std::uint16_t>(number);
-      out.push_back(*address);
-    }
-  }
-  ::freeaddrinfo(found);
-  return out;
-}
 
 bool is_loopback_host(std::string_view host) {
   if (host == "localhost") return true;
@@ -230,7 +183,7 @@ std::string_view describe(AddressKind kind) {
 
 std::string normalize_host(std::string_view host) {
   if (auto address = parse_address(host)) return address_text(*address);
-  std::string out = lower(host);
+  std::string out = core::lower_ascii(host);
   while (!out.empty() && out.back() == '.')
     out.pop_back();
   return out;
@@ -270,7 +223,7 @@ std::optional<Target> parse_target(std::string_view url, std::string& error) {
     error = "not a usable URL: no host";
     return std::nullopt;
   }
-  Target target{lower(scheme.text), normalize_host(host.text),
+  Target target{core::lower_ascii(scheme.text), normalize_host(host.text),
                 static_cast<int>(std::strtol(port.text, nullptr, 10))};
   if (target.scheme != "http" && target.scheme != "https") {
     error = "not an http:// or https:// URL (scheme " + target.scheme + ")";
@@ -345,12 +298,56 @@ TokenDecision Policy::token_for(const Target& target,
 // ---------------------------------------------------------------------------------------------
 // Guard
 
-Guard::Guard(const Policy& policy) : policy_(policy) {
+std::vector<Address> proxy_addresses(std::string_view setting) {
+  std::vector<Address> out;
+  if (setting.empty()) return out;
+  std::string url(setting);
+  if (url.find("://") == std::string::npos) url = "http://" + url;
+  std::unique_ptr<CURLU, UrlCleanup> u(curl_url());
+  CurlString host;
+  CurlString port;
+  if (!u ||
+      curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+      curl_url_get(u.get(), CURLUPART_HOST, &host.text, 0) != CURLUE_OK) {
+    return out;
+  }
+  // libcurl's default proxy port.
+  long number = 1080;
+  if (curl_url_get(u.get(), CURLUPART_PORT, &port.text, 0) == CURLUE_OK) {
+    number = std::strtol(port.text, nullptr, 10);
+  }
+  const std::string name = normalize_host(host.text);
+  if (auto literal = parse_address(name)) {
+    literal->port = static_cast<std::uint16_t>(number);
+    out.push_back(*literal);
+    return out;
+  }
+  // The operator's proxy name (configuration, not input from an event).
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(name.c_str(), nullptr, &hints, &found) != 0) return out;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (auto address = address_of(a->ai_addr, a->ai_addrlen)) {
+      address->port = static_cast<std::uint16_t>(number);
+      out.push_back(*address);
+    }
+  }
+  ::freeaddrinfo(found);
+  return out;
+}
+
+std::vector<Address> environment_proxies() {
+  std::vector<Address> out;
   for (const char* name : {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) {
     for (const Address& a : proxy_addresses(env(name)))
-      proxies_.push_back(a);
+      out.push_back(a);
   }
+  return out;
 }
+
+Guard::Guard(const Policy& policy, const std::vector<Address>& proxies)
+    : policy_(policy), proxies_(proxies) {}
 
 void Guard::install(CURL* curl) {
   allow_only_http(curl);

@@ -117,11 +117,22 @@ class Policy {
   std::optional<std::vector<std::string>> token_hosts_;
 };
 
+/// The addresses (with port) of a proxy setting such as "http://127.0.0.1:3128" or "proxy:8080"
+/// (default port 1080, as libcurl's); a proxy name is resolved (getaddrinfo). Empty when the
+/// setting is empty or unusable.
+std::vector<Address> proxy_addresses(std::string_view setting);
+
+/// The proxies the environment names for libcurl (http_proxy, https_proxy, HTTPS_PROXY,
+/// all_proxy, ALL_PROXY), as the addresses a connection to them goes to. Read once, when a
+/// handler is built, and handed to each Guard.
+std::vector<Address> environment_proxies();
+
 /// The policy in a libcurl handle: allows only http and https, and checks each address in
 /// CURLOPT_OPENSOCKETFUNCTION against the current hop's target. One per handle, outliving it.
 class Guard {
  public:
-  explicit Guard(const Policy& policy);
+  /// `proxies` (environment_proxies()) may always be connected to; both outlive the Guard.
+  Guard(const Policy& policy, const std::vector<Address>& proxies);
   Guard(const Guard&) = delete;
   Guard& operator=(const Guard&) = delete;
 
@@ -140,7 +151,7 @@ class Guard {
   Target target_;
   bool loopback_only_ = false;
   std::string refusal_;
-  std::vector<Address> proxies_;  // the environment's proxies (address and port)
+  const std::vector<Address>& proxies_;  // the environment's proxies (address and port)
 };
 
 }  // namespace fbr::server::egress

@@ -46,6 +46,16 @@ void write_all(int fd, std::string_view data, std::string_view what) {
   }
 }
 
+std::uint64_t size_of(int fd, std::string_view what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno("stat " + std::string(what));
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+void unlink_if_present(const std::filesystem::path& file) {
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + file.string());
+}
+
 void sync(int fd, std::string_view what) {
   while (::fsync(fd) != 0) {
     if (errno != EINTR) throw_errno(std::string("fsync ") + std::string(what));

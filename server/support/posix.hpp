@@ -3,6 +3,7 @@
 // durable writes. Failures throw std::runtime_error with "what: reason" (Handler::deliver turns
 // them into retries).
 #include <cerrno>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -42,6 +43,12 @@ std::string errno_text(int error);
 
 /// Writes every byte to a blocking descriptor (retries short writes and EINTR); throws.
 void write_all(int fd, std::string_view data, std::string_view what);
+
+/// The size of an open file (fstat); throws "stat <what>: reason".
+std::uint64_t size_of(int fd, std::string_view what);
+
+/// unlink, where a file that is not there is no error; throws "unlink <file>: reason".
+void unlink_if_present(const std::filesystem::path& file);
 
 /// fsync, retried on EINTR; throws naming `what`.
 void sync(int fd, std::string_view what);

@@ -249,21 +249,21 @@ bool Result::exited_zero() const {
          WEXITSTATUS(*status) == 0;
 }
 
+std::string resolve_value(const config::LiteralOrEnv& value, const std::string& what) {
+  if (value.env.empty()) return value.literal;
+  const char* from = std::getenv(value.env.c_str());
+  if (from == nullptr) {
+    throw std::runtime_error(what + " takes its value from the environment variable " + value.env +
+                             ", which is not set");
+  }
+  return from;
+}
+
 std::vector<std::string> resolve_environment(const config::ChildEnvironment& env,
                                              const std::string& what) {
   std::vector<std::string> out;
-  for (const auto& [name, value] : env) {
-    if (value.env.empty()) {
-      out.push_back(name + "=" + value.literal);
-      continue;
-    }
-    const char* from = std::getenv(value.env.c_str());
-    if (from == nullptr) {
-      throw std::runtime_error(what + "." + name + " takes its value from the environment " +
-                               "variable " + value.env + ", which is not set");
-    }
-    out.push_back(name + "=" + from);
-  }
+  for (const auto& [name, value] : env)
+    out.push_back(name + "=" + resolve_value(value, what + "." + name));
   return out;
 }
 

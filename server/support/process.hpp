@@ -46,6 +46,11 @@ Result run(const Spec& spec);
 inline constexpr std::array<std::string_view, 4> kInheritedVariables = {"PATH", "HOME", "LANG",
                                                                         "TZ"};
 
+/// A literal as it is, an {"env": "V"} value read from this process's environment now. Throws
+/// std::runtime_error "<what> takes its value from the environment variable V, which is not set"
+/// (a start-up error), never showing a value.
+std::string resolve_value(const config::LiteralOrEnv& value, const std::string& what);
+
 /// A handler's `env` setting as NAME=value strings: literals as they are, {"env": "V"} read from
 /// this process's environment now. Throws std::runtime_error "<what>.NAME takes its value from the
 /// environment variable V, which is not set" (a start-up error), never showing a value.

@@ -111,6 +111,8 @@ DownloadHandler::DownloadHandler(std::string name, config::DownloadHandler setti
   transfer_.attempts = static_cast<int>(settings_.transfer_attempts);
   transfer_.max_wait = std::chrono::milliseconds(settings_.max_retry_wait_ms);
   transfer_.policy = egress::Policy(settings_.egress);
+  // Once per handler, not per file: a named proxy is resolved here.
+  transfer_.proxies = egress::environment_proxies();
   transfer_.max_file_bytes = settings_.max_file_bytes;
   transfer_.max_decompression_ratio = settings_.max_decompression_ratio;
   transfer_.min_free_bytes = settings_.min_free_bytes;
@@ -127,7 +129,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
                          (e.path.empty() ? std::string("(root)") : e.path) + ": " + e.message);
   }
   const core::Event& event = *parsed.event;
-  const std::string log_id = delivery.log_id.empty() ? delivery.event_key : delivery.log_id;
+  const std::string log_id(core::log_id_or_key(delivery.log_id, delivery.event_key));
   if (event.status != 200) {
     log().info("download_skipped", log()
                                        .fields()

@@ -16,6 +16,10 @@
 // policy (egress.hpp); the token goes only where the policy says. The bytes are held to the
 // limits as they arrive: max_file_bytes (received and NDJSON bytes), max_decompression_ratio,
 // the event's max_event_bytes (EventBudget) and the download volume's free-space reserve.
+//
+// Here: the tries of one file (resume, back-off, token renewal) and its storing. Beside it:
+// part_file.hpp (the part file, its sidecar, transcoding), receiver.hpp (the limits and the
+// verifying Receiver), exchange.hpp (one libcurl request and what its callbacks see).
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -24,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "server/handlers/download/part_file.hpp"
 #include "server/handlers/download/plan.hpp"
 #include "server/handlers/download/records.hpp"
 #include "server/handlers/download/token.hpp"
@@ -41,6 +46,8 @@ struct TransferSettings {
   std::chrono::milliseconds max_wait{30'000};    ///< longest wait between tries
   std::chrono::milliseconds first_backoff{500};  ///< doubled per try, with jitter, up to max_wait
   egress::Policy policy{config::Egress{}};
+  /// The environment's proxies (egress::environment_proxies), read when the handler is built.
+  std::vector<egress::Address> proxies;
   std::uint64_t max_file_bytes = 16ULL << 30;
   std::uint32_t max_decompression_ratio = 100;
   std::optional<std::uint64_t> min_free_bytes;  ///< nullopt: 5 % of the volume or 1 GiB, less
@@ -104,9 +111,5 @@ std::chrono::milliseconds backoff(int failed, std::chrono::milliseconds first,
 /// I/O failures.
 TransferResult transfer_file(const FileTask& task, const std::filesystem::path& event_dir,
                              const TransferSettings& settings, const EventContext& event);
-
-/// The hidden names used while a file is received: ".<name>.part" and ".<name>.part.json".
-std::filesystem::path part_path(const std::filesystem::path& final_path);
-std::filesystem::path part_info_path(const std::filesystem::path& final_path);
 
 }  // namespace fbr::server::download

@@ -3,7 +3,10 @@
 #include "server/support/egress.hpp"
 
 #include <doctest/doctest.h>
+#include <stdlib.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "core/url.hpp"
@@ -275,6 +278,35 @@ TEST_CASE("redacted_url: query, fragment and password cut, user kept") {
   CHECK(redacted_url("https://h.example/p#frag?x") == "https://h.example/p");
   CHECK(redacted_url("https://h@x.example?y@z") == "https://<redacted>@x.example");
   CHECK(redacted_url("n1:4222") == "n1:4222");
+}
+
+TEST_CASE("egress proxies: a proxy setting's addresses, and the environment's read once") {
+  const auto with_port = proxy_addresses("http://127.0.0.9:3128");
+  REQUIRE(with_port.size() == 1);
+  CHECK(address_text(with_port[0]) == "127.0.0.9");
+  CHECK(with_port[0].port == 3128);
+  const auto bare = proxy_addresses("[::1]");  // no scheme, no port: libcurl's 1080
+  REQUIRE(bare.size() == 1);
+  CHECK(address_text(bare[0]) == "::1");
+  CHECK(bare[0].port == 1080);
+  CHECK(proxy_addresses("").empty());
+
+  const char* before = std::getenv("ALL_PROXY");
+  const std::string saved = before == nullptr ? "" : before;
+  REQUIRE(::setenv("ALL_PROXY", "127.0.0.8:8080", 1) == 0);
+  const auto proxies = environment_proxies();
+  if (before == nullptr) {
+    ::unsetenv("ALL_PROXY");
+  } else {
+    ::setenv("ALL_PROXY", saved.c_str(), 1);
+  }
+  Address expected = *parse_address("127.0.0.8");
+  expected.port = 8080;
+  CHECK(std::find(proxies.begin(), proxies.end(), expected) != proxies.end());
+  // A Guard uses the list it was given, not the environment as it is now.
+  const Policy policy(settings({}));
+  const Guard guard(policy, proxies);
+  CHECK(guard.refusal().empty());
 }
 
 }  // namespace

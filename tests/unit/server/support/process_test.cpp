@@ -143,5 +143,17 @@ TEST_CASE("process: resolve_environment takes literals and variables and names a
                        std::runtime_error);
 }
 
+TEST_CASE("process: resolve_value takes a literal or a variable and names an unset one") {
+  Env env;
+  env.set("FBR_TEST_VALUE_SOURCE", "from-env");
+  env.set("FBR_TEST_VALUE_UNSET", nullptr);
+  CHECK(resolve_value({"literal", ""}, "handler x: header H") == "literal");
+  CHECK(resolve_value({"", "FBR_TEST_VALUE_SOURCE"}, "handler x: header H") == "from-env");
+  CHECK_THROWS_WITH_AS(resolve_value({"", "FBR_TEST_VALUE_UNSET"}, "handler x: header H"),
+                       "handler x: header H takes its value from the environment variable "
+                       "FBR_TEST_VALUE_UNSET, which is not set",
+                       std::runtime_error);
+}
+
 }  // namespace
 }  // namespace fbr::server::process
