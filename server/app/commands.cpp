@@ -18,7 +18,7 @@
 
 #include "core/event.hpp"
 #include "core/text.hpp"
-#include "server/http/http_server.hpp"
+#include "server/http/listener.hpp"
 #include "server/journal/nats/dispatcher.hpp"
 #include "server/journal/nats/events.hpp"
 #include "server/journal/nats/journal.hpp"
@@ -56,7 +56,7 @@ std::string host_port(const config::Listen& listen) {
 /// restart. An invalid new config changes nothing.
 void reload(const config::Config& startup, LiveConfig& live,
             const std::function<std::optional<std::string>(const config::Config&)>& reload_handlers,
-            HttpServer& server, Logger& log) {
+            Listener& server, Logger& log) {
   auto loaded = config::load_config(startup.source_file, config::process_environment());
   if (!loaded.ok()) {
     std::string errors;
@@ -150,7 +150,7 @@ int serve(const config::Config& config) {
   }
   Metrics metrics;
   LiveConfig live(config);
-  HttpServer server(config, live, *store, metrics, log);
+  Listener server(config, live, *store, metrics, log);
   if (auto error = server.listen()) return fail(*error, kExitUsage);
   // Handlers run from the journal: the SQLite dispatcher's delivery rows, or the NATS
   // dispatcher's durable consumers on the stream.
