@@ -10,7 +10,7 @@
 
 #include "core/url.hpp"
 #include "server/app/commands.hpp"
-#include "server/http/http_server.hpp"
+#include "server/http/listener.hpp"
 #include "server/journal/backend.hpp"
 #include "server/support/live_config.hpp"
 #include "server/support/log.hpp"
@@ -23,7 +23,7 @@ namespace {
 /// TLS certificate; keep everything else (listen, path, data_dir, journal, limits) until a
 /// restart. An invalid new config changes nothing.
 void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatcher,
-            HttpServer& server, Logger& log) {
+            Listener& server, Logger& log) {
   auto loaded = config::load_config(startup.source_file, config::process_environment());
   if (!loaded.ok()) {
     std::string errors;
@@ -103,7 +103,7 @@ int serve(const config::Config& config) {
   }
   Metrics metrics;
   LiveConfig live(config);
-  HttpServer server(config, live, backend->journal(), metrics, log);
+  Listener server(config, live, backend->journal(), metrics, log);
   if (auto error = server.listen()) return fail(*error, kExitUsage);
   // Handlers run from the journal: the SQLite dispatcher's delivery rows, or the NATS
   // dispatcher's durable consumers on the stream.

@@ -2,10 +2,42 @@
 
 #include <boost/url/parse.hpp>
 #include <string>
+#include <utility>
 
-#include "server/http/router.hpp"
+#include "core/text.hpp"
+#include "core/when.hpp"
 
 namespace fbr::server {
+
+std::string header_token(const RequestHeader& request) {
+  if (auto it = request.find("verification-token"); it != request.end()) {
+    return std::string(core::trim_blanks(it->value()));
+  }
+  if (auto it = request.find(http::field::authorization); it != request.end()) {
+    std::string_view value = core::trim_blanks(it->value());
+    if (value.size() > 7 && core::lower_ascii(value.substr(0, 7)) == "bearer ") {
+      return std::string(core::trim_blanks(value.substr(7)));
+    }
+  }
+  return {};
+}
+
+bool is_json_content_type(std::string_view content_type) {
+  const std::string media =
+      core::lower_ascii(core::trim_blanks(content_type.substr(0, content_type.find(';'))));
+  if (media.empty()) return true;
+  return media == "application/json" || media == "application/fhir+json" ||
+         (media.size() > 5 && media.ends_with("+json"));
+}
+
+bool token_valid(std::string_view token, const std::vector<std::string>& tokens) {
+  if (token.empty()) return false;
+  // Compare against every configured token without stopping early: timing tells nothing.
+  bool valid = false;
+  for (const auto& t : tokens)
+    valid |= core::constant_time_equal(token, t);
+  return valid;
+}
 
 Reply Admission::over_limit_reply() const {
   if (over_limit == OverLimit::kUnauthorized) return unauthorized_reply();
@@ -39,6 +71,82 @@ Admission admit(const RequestHeader& header, const BodyFraming& framing,
   // (a client that waits for one sends after its own timeout, and is cut at the limit all the
   // same).
   admission.may_continue = !(framing.chunked && admission.over_limit == OverLimit::kUnauthorized);
+  return admission;
+}
+
+namespace {
+
+EventAdmission answered(EventOutcome outcome, Reply reply) {
+  EventAdmission admission;
+  admission.outcome = outcome;
+  admission.reply = std::move(reply);
+  return admission;
+}
+
+}  // namespace
+
+EventAdmission admit_event(const RequestHeader& header, std::string body,
+                           const config::Config& config, Receipt receipt) {
+  // Authenticate before parsing when the token came in a header (Redox always sends it there):
+  // a wrong token costs no parse. Only a body without a header token may be a challenge that
+  // carries its token inside.
+  std::string token = header_token(header);
+  std::optional<core::Challenge> challenge;
+  if (token.empty()) {
+    challenge = core::parse_challenge(body);
+    if (challenge && challenge->token) token = *challenge->token;
+  }
+  if (!token_valid(token, config.verification_tokens)) {
+    EventAdmission admission = answered(EventOutcome::kUnauthorized, unauthorized_reply());
+    admission.reason = token.empty() ? "no token" : "wrong token";
+    return admission;
+  }
+  // An event is parsed once; only a body that is not a valid event can be a challenge (a
+  // challenge has no Meta), so the common case costs one parse.
+  core::ParseResult parsed;
+  if (!challenge) {
+    parsed = core::parse_event(body);
+    if (!parsed.ok()) challenge = core::parse_challenge(body);
+  }
+  if (challenge) return answered(EventOutcome::kChallenge, challenge_reply(challenge->challenge));
+  if (!is_json_content_type(header[http::field::content_type])) {
+    return answered(EventOutcome::kUnsupportedMediaType,
+                    error_reply(http::status::unsupported_media_type, "unsupported media type",
+                                "send application/json or application/fhir+json"));
+  }
+
+  EventAdmission admission;
+  CommitRequest& commit = admission.commit;
+  if (!parsed.ok()) {
+    if (config.invalid_payloads == config::InvalidPayloads::kReject) {
+      admission.outcome = EventOutcome::kRejected;
+      admission.reply = invalid_payload_reply(parsed.errors);
+    } else {
+      // Quarantine: keep the body and its errors durably, answer 200 so Redox's queue moves on.
+      admission.outcome = EventOutcome::kQuarantined;
+      commit.quarantine = true;
+      commit.body = std::move(body);
+      commit.errors_json = diagnostics_json(parsed.errors);
+      commit.receipt = std::move(receipt);
+    }
+    admission.parsed = std::move(parsed);
+    return admission;
+  }
+
+  const core::Event& event = *parsed.event;
+  admission.outcome = EventOutcome::kAccepted;
+  if (!event.attempt_id().empty()) receipt.attempt_id = event.attempt_id();
+  commit.key = event.key;
+  commit.log_id = event.log_id();
+  commit.status = event.status;
+  commit.test = event.meta.test;
+  commit.output_count = static_cast<std::int64_t>(event.output.size());
+  commit.body = std::move(body);
+  commit.receipt = std::move(receipt);
+  for (const auto& handler : config.handlers) {
+    if (core::matches(handler.when, event)) commit.handlers.push_back(handler.name);
+  }
+  admission.parsed = std::move(parsed);
   return admission;
 }
 

@@ -1,16 +1,24 @@
 #pragma once
-// Header-time admission: what may be read of a request once its header is in and before any body
-// byte is kept. One pure function, called by the session, the HTTP fuzz target and unit tests:
-// a wrong header token or an unauthenticated body past the small limit is answered (401) without
-// the body being read; only a valid header token opens the way to max_body_bytes.
+// Admission, the gate every request crosses, in two pure steps (no socket, no journal, no clock):
+//  1. admit(): once the header is in and before any body byte is kept, what may be read. A wrong
+//     header token or an unauthenticated body past the small limit is answered (401) without the
+//     body being read; only a valid header token opens the way to max_body_bytes.
+//  2. admit_event(): once a POST to the webhook is read whole, its answer (401, challenge, 415,
+//     400) or what to commit (the event with its matched handlers, or a quarantined body).
+// Both live here because they are one gate with one set of rules (tokens, content types); the
+// session calls the first, the router the second, and unit tests and the HTTP fuzz target both.
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
+#include "core/event.hpp"
 #include "server/http/reply.hpp"
+#include "server/journal/journal.hpp"
 
 namespace fbr::server {
 
@@ -53,5 +61,47 @@ struct Admission {
 /// config's tokens and limits; `webhook_path` is the endpoint that takes events.
 Admission admit(const RequestHeader& header, const BodyFraming& framing,
                 const config::Config& config, std::string_view webhook_path);
+
+/// What a POST to the webhook, read whole, comes to.
+enum class EventOutcome {
+  kUnauthorized,          ///< 401: no token, or a wrong one (header or challenge body)
+  kChallenge,             ///< 200 echoing a verification challenge
+  kUnsupportedMediaType,  ///< 415: a Content-Type that is not JSON
+  kRejected,              ///< 400: not a valid event, and invalid_payloads is "reject"
+  kQuarantined,           ///< not a valid event: commit the body with its errors, then 200
+  kAccepted,              ///< a valid event: commit it with its matched handlers, then 200
+};
+
+struct EventAdmission {
+  EventOutcome outcome = EventOutcome::kUnauthorized;
+  /// The answer, for the outcomes answered without a commit.
+  Reply reply;
+  /// kUnauthorized: why ("no token", "wrong token"), for the log.
+  std::string_view reason;
+  /// kQuarantined, kAccepted: what to commit (body, receipt, matched handler names).
+  CommitRequest commit;
+  /// The parse: errors when not valid, the event and its warnings when valid.
+  core::ParseResult parsed;
+
+  /// True when the outcome is answered only after the commit.
+  [[nodiscard]] bool needs_commit() const {
+    return outcome == EventOutcome::kQuarantined || outcome == EventOutcome::kAccepted;
+  }
+};
+
+/// The decision for a POST to the webhook with `header` and its whole `body`, under `config`
+/// (tokens, invalid_payloads, handlers and their `when`). `receipt` is how it arrived; its
+/// attempt_id is used when the event carries none (and for a quarantined body).
+EventAdmission admit_event(const RequestHeader& header, std::string body,
+                           const config::Config& config, Receipt receipt);
+
+/// The token a request carries in `verification-token` or `Authorization: Bearer`, or empty.
+std::string header_token(const RequestHeader& request);
+
+/// True when `token` is one of `tokens` (constant-time for each; never stops early).
+bool token_valid(std::string_view token, const std::vector<std::string>& tokens);
+
+/// True for no Content-Type, application/json, application/fhir+json and any */*+json.
+bool is_json_content_type(std::string_view content_type);
 
 }  // namespace fbr::server

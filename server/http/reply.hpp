@@ -4,6 +4,7 @@
 #include <boost/beast/http/status.hpp>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/event.hpp"
@@ -34,6 +35,12 @@ Reply unauthorized_reply();
 Reply unavailable_reply(const std::string& why);
 /// A JSON error body {"error": message} with the status; `detail` added when non-empty.
 Reply error_reply(http::status status, const std::string& message, const std::string& detail = {});
+
+/// The whole answer in one string, for one write: status line, Content-Type,
+/// X-Content-Type-Options, X-Request-Id, Allow, Retry-After, Connection, Content-Length, body.
+/// An answer to HEAD (`head`) has GET's headers, Content-Length included, and no body.
+std::string serialize(const Reply& reply, unsigned version, bool keep_alive,
+                      std::string_view request_id, bool head = false);
 
 /// JSON array of {"path","message"} for diagnostics (also what quarantine stores).
 std::string diagnostics_json(const std::vector<core::Diagnostic>& diagnostics);

@@ -7,24 +7,15 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/url/parse.hpp>
-#include <cctype>
 #include <chrono>
 #include <memory>
 
-#include "core/text.hpp"
-#include "core/when.hpp"
+#include "core/event.hpp"
 #include "server/support/ids.hpp"
 
 namespace fbr::server {
 namespace asio = boost::asio;
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 /// Awaits the journal's commit without blocking the io_context: the writer thread posts the
 /// result back to the session's executor.
@@ -46,6 +37,14 @@ auto async_commit(Journal& journal, CommitRequest request, CompletionToken&& tok
 constexpr std::string_view kNoTokenBodyTooLarge =
     "no token and a body over limits.max_unauthenticated_body_bytes";
 
+/// The log fields of a body that is not a valid event (rejected or quarantined).
+Fields invalid_fields(const Logger& log, const core::ParseResult& parsed, const RequestInfo& info) {
+  return log.fields()
+      .add("errors", static_cast<std::int64_t>(parsed.errors.size()))
+      .add("first_error", parsed.errors.front().path + ": " + parsed.errors.front().message)
+      .add("request_id", info.request_id);
+}
+
 Reply json_ok(std::string body) {
   Reply reply;
   reply.body = std::move(body);
@@ -53,35 +52,6 @@ Reply json_ok(std::string body) {
 }
 
 }  // namespace
-
-std::string header_token(const RequestHeader& request) {
-  if (auto it = request.find("verification-token"); it != request.end()) {
-    return std::string(core::trim_blanks(it->value()));
-  }
-  if (auto it = request.find(http::field::authorization); it != request.end()) {
-    std::string_view value = core::trim_blanks(it->value());
-    if (value.size() > 7 && lower(value.substr(0, 7)) == "bearer ") {
-      return std::string(core::trim_blanks(value.substr(7)));
-    }
-  }
-  return {};
-}
-
-bool is_json_content_type(std::string_view content_type) {
-  std::string media = lower(core::trim_blanks(content_type.substr(0, content_type.find(';'))));
-  if (media.empty()) return true;
-  return media == "application/json" || media == "application/fhir+json" ||
-         (media.size() > 5 && media.ends_with("+json"));
-}
-
-bool token_valid(std::string_view token, const std::vector<std::string>& tokens) {
-  if (token.empty()) return false;
-  // Compare against every configured token without stopping early: timing tells nothing.
-  bool valid = false;
-  for (const auto& t : tokens)
-    valid |= core::constant_time_equal(token, t);
-  return valid;
-}
 
 Admission Router::admit(const RequestHeader& header, const BodyFraming& framing,
                         const RequestInfo& info) {
@@ -156,89 +126,52 @@ Reply Router::get_challenge(const Request& request, boost::urls::params_view par
 
 asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& info,
                                           const config::Config& config) {
-  const std::string& body = request.body();
-  // Authenticate before parsing when the token came in a header (Redox always sends it there):
-  // a wrong token costs no parse. Only a body without a header token may be a challenge that
-  // carries its token inside.
-  std::string token = header_token(request);
-  std::optional<core::Challenge> challenge;
-  if (token.empty()) {
-    challenge = core::parse_challenge(body);
-    if (challenge && challenge->token) token = *challenge->token;
-  }
-  if (!token_valid(token, config.verification_tokens)) {
-    unauthorized(token.empty() ? "no token" : "wrong token", info);
-    co_return unauthorized_reply();
-  }
-  // An event is parsed once; only a body that is not a valid event can be a challenge (a
-  // challenge has no Meta), so the common case costs one parse.
-  core::ParseResult parsed;
-  if (!challenge) {
-    parsed = core::parse_event(body);
-    if (!parsed.ok()) challenge = core::parse_challenge(body);
-  }
-  if (challenge) {
+  EventAdmission admission =
+      admit_event(request, std::move(request.body()), config,
+                  Receipt{utc_now_iso(), new_uuid(), info.remote_addr, info.request_id});
+  if (!admission.needs_commit()) co_return answered(admission, info);
+  // What the log needs of the commit once it has moved into the journal.
+  Committed committed{admission.commit.receipt.attempt_id,
+                      static_cast<std::int64_t>(admission.commit.handlers.size()), 0};
+  const auto started = std::chrono::steady_clock::now();
+  CommitResult result =
+      co_await async_commit(journal_, std::move(admission.commit), asio::use_awaitable);
+  committed.commit_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  co_return answer_commit(admission, committed, result, info);
+}
+
+Reply Router::answered(EventAdmission& admission, const RequestInfo& info) {
+  if (admission.outcome == EventOutcome::kUnauthorized) {
+    unauthorized(admission.reason, info);
+  } else if (admission.outcome == EventOutcome::kChallenge) {
     log_.info("verification_challenge", log_.fields().add("request_id", info.request_id));
-    co_return challenge_reply(challenge->challenge);
+  } else if (admission.outcome == EventOutcome::kRejected) {
+    metrics_.event(EventResult::kInvalid);
+    log_.warn("invalid_payload", invalid_fields(log_, admission.parsed, info));
   }
-  if (!is_json_content_type(request[http::field::content_type])) {
-    co_return error_reply(http::status::unsupported_media_type, "unsupported media type",
-                          "send application/json or application/fhir+json");
-  }
+  return std::move(admission.reply);
+}
 
-  Receipt receipt{utc_now_iso(), {}, info.remote_addr, info.request_id};
-
-  if (!parsed.ok()) {
-    auto fields =
-        log_.fields()
-            .add("errors", static_cast<std::int64_t>(parsed.errors.size()))
-            .add("first_error", parsed.errors.front().path + ": " + parsed.errors.front().message)
-            .add("request_id", info.request_id);
-    if (config.invalid_payloads == config::InvalidPayloads::kReject) {
-      metrics_.event(EventResult::kInvalid);
-      log_.warn("invalid_payload", fields);
-      co_return invalid_payload_reply(parsed.errors);
-    }
-    // Quarantine: keep the body and its errors durably, answer 200 so Redox's queue moves on.
-    receipt.attempt_id = new_uuid();
-    CommitRequest commit;
-    commit.quarantine = true;
-    commit.body = std::move(request.body());
-    commit.errors_json = diagnostics_json(parsed.errors);
-    commit.receipt = std::move(receipt);
-    CommitResult result = co_await async_commit(journal_, std::move(commit), asio::use_awaitable);
+Reply Router::answer_commit(const EventAdmission& admission, const Committed& committed,
+                            const CommitResult& result, const RequestInfo& info) {
+  const core::ParseResult& parsed = admission.parsed;
+  if (admission.outcome == EventOutcome::kQuarantined) {
     if (!result.ok) {
       metrics_.event(EventResult::kUnavailable);
       log_.error("quarantine_failed",
                  log_.fields().add("error", result.error).add("request_id", info.request_id));
-      co_return unavailable_reply(result.error);
+      return unavailable_reply(result.error);
     }
     metrics_.event(EventResult::kQuarantined);
-    log_.warn("quarantined", fields);
-    co_return quarantined_reply(info.request_id, parsed.errors);
+    log_.warn("quarantined", invalid_fields(log_, parsed, info));
+    return quarantined_reply(info.request_id, parsed.errors);
   }
 
   const core::Event& event = *parsed.event;
-  const std::string log_id = event.log_id().empty() ? event.key : event.log_id();
-  receipt.attempt_id = event.attempt_id().empty() ? new_uuid() : event.attempt_id();
-  const std::string attempt_id = receipt.attempt_id;
-  const auto started = std::chrono::steady_clock::now();
-  CommitRequest commit;
-  commit.key = event.key;
-  commit.log_id = event.log_id();
-  commit.status = event.status;
-  commit.test = event.meta.test;
-  commit.output_count = static_cast<std::int64_t>(event.output.size());
-  commit.body = std::move(request.body());
-  commit.receipt = std::move(receipt);
-  for (const auto& handler : config.handlers) {
-    if (core::matches(handler.when, event)) commit.handlers.push_back(handler.name);
-  }
-  const auto handlers = static_cast<std::int64_t>(commit.handlers.size());
-  CommitResult result = co_await async_commit(journal_, std::move(commit), asio::use_awaitable);
-  const double commit_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  metrics_.commit(commit_ms / 1000.0);
+  const std::string log_id(core::log_id_or_key(event.log_id(), event.key));
+  const std::string& attempt_id = committed.attempt_id;
+  metrics_.commit(committed.commit_ms / 1000.0);
   if (!result.ok) {
     metrics_.event(EventResult::kUnavailable);
     log_.error("event_not_committed", log_.fields()
@@ -246,7 +179,7 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
                                           .add("attempt_id", attempt_id)
                                           .add("error", result.error)
                                           .add("request_id", info.request_id));
-    co_return unavailable_reply(result.error);
+    return unavailable_reply(result.error);
   }
   auto fields = log_.fields()
                     .add("log_id", log_id)
@@ -254,9 +187,9 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
                     .add("status", event.status)
                     .add("outputs", static_cast<std::int64_t>(event.output.size()))
                     .add("duplicate", result.duplicate)
-                    .add("handlers", result.duplicate ? std::int64_t{0} : handlers)
+                    .add("handlers", result.duplicate ? std::int64_t{0} : committed.handlers)
                     .add("warnings", static_cast<std::int64_t>(parsed.warnings.size()))
-                    .add("commit_ms", commit_ms)
+                    .add("commit_ms", committed.commit_ms)
                     .add("request_id", info.request_id);
   for (const auto& w : parsed.warnings) {
     log_.warn("event_warning", log_.fields()
@@ -267,7 +200,7 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
   }
   metrics_.event(result.duplicate ? EventResult::kDuplicate : EventResult::kAccepted);
   log_.info("event", fields);
-  co_return accepted_reply(log_id, result.duplicate, parsed.warnings);
+  return accepted_reply(log_id, result.duplicate, parsed.warnings);
 }
 
 }  // namespace fbr::server

@@ -1,6 +1,7 @@
 #pragma once
-// Maps one HTTP request to its Reply: routing, authentication, verification challenges, and the
-// ingest path (parse → journal commit → answer). The session owns the socket; this owns the rules.
+// Maps one HTTP request, read whole, to its Reply: routing (/healthz, /readyz, /metrics, the
+// webhook), GET challenges, and the ingest path: admit_event() (admission.hpp) decides, the one
+// await on the journal's commit, then metrics and logs. The session owns the socket.
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/url/params_view.hpp>
@@ -51,6 +52,17 @@ class Router {
  private:
   boost::asio::awaitable<Reply> post_event(Request& request, const RequestInfo& info,
                                            const config::Config& config);
+  /// Counts and logs an event admission answered without a commit, and returns its reply.
+  Reply answered(EventAdmission& admission, const RequestInfo& info);
+  /// What the answer to a commit needs of it once the request has moved into the journal.
+  struct Committed {
+    std::string attempt_id;
+    std::int64_t handlers = 0;  ///< matched handlers (a pending delivery each, if new)
+    double commit_ms = 0;
+  };
+  /// Counts and logs a commit's outcome, and returns the answer to it.
+  Reply answer_commit(const EventAdmission& admission, const Committed& committed,
+                      const CommitResult& result, const RequestInfo& info);
   Reply get_challenge(const Request& request, boost::urls::params_view params,
                       const config::Config& config);
 
@@ -60,14 +72,5 @@ class Router {
   Metrics& metrics_;
   const Logger& log_;
 };
-
-/// The token a request carries in `verification-token` or `Authorization: Bearer`, or empty.
-std::string header_token(const RequestHeader& request);
-
-/// True when `token` is one of `tokens` (constant-time for each; never stops early).
-bool token_valid(std::string_view token, const std::vector<std::string>& tokens);
-
-/// True for no Content-Type, application/json, application/fhir+json and any */*+json.
-bool is_json_content_type(std::string_view content_type);
 
 }  // namespace fbr::server

@@ -1,13 +1,15 @@
 #pragma once
-// The HTTP/1.1 listener and its sessions: Beast over Asio, one coroutine on its own strand per
-// connection, keep-alive and pipelining, header/body/idle timeouts, body and connection limits.
+// The HTTP/1.1 listener: binds, accepts (backing off when out of descriptors), hands each
+// connection to a session (session.hpp) or refuses it past max_connections, reloads the TLS
+// files on SIGHUP for new connections, and on SIGTERM/SIGINT stops accepting and drains the
+// requests in flight.
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +18,7 @@
 
 #include "config/config.hpp"
 #include "server/http/router.hpp"
+#include "server/http/session.hpp"
 #include "server/http/tls.hpp"
 #include "server/support/live_config.hpp"
 #include "server/support/log.hpp"
@@ -23,12 +26,12 @@
 
 namespace fbr::server {
 
-class HttpServer {
+class Listener {
  public:
   /// `config` is the start-up snapshot (listen, limits, TLS files); `live` what a reload changes.
-  HttpServer(const config::Config& config, const LiveConfig& live, Journal& journal,
-             Metrics& metrics, const Logger& log);
-  ~HttpServer();
+  Listener(const config::Config& config, const LiveConfig& live, Journal& journal, Metrics& metrics,
+           const Logger& log);
+  ~Listener();
 
   /// Loads the TLS certificate and key when configured, binds and listens on config.listen.
   /// Error message (naming the file or the address) or nullopt.
@@ -49,23 +52,16 @@ class HttpServer {
 
  private:
   boost::asio::awaitable<void> accept_loop();
-  boost::asio::awaitable<void> session(boost::beast::tcp_stream stream);
-  template <class Stream>
-  boost::asio::awaitable<void> serve_requests(Stream& stream, const std::string& remote);
-  boost::asio::awaitable<void> refuse(boost::beast::tcp_stream stream);
   void begin_shutdown(std::chrono::milliseconds drain);
   void wait_for_hangup(boost::asio::signal_set& hangup);
 
   const config::Config& config_;
   const Logger& log_;
-  Metrics& metrics_;
   Router router_;
   std::atomic<std::shared_ptr<TlsContext>> tls_;  // null: plain HTTP
   std::function<void()> reload_;
   // Declared before the io_context: session frames that the io_context destroys touch these.
-  std::atomic<std::int64_t> connections_{0};
-  std::atomic<std::int64_t> in_flight_{0};
-  std::atomic<bool> stopping_{false};
+  Sessions sessions_;
   boost::asio::io_context ioc_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
