@@ -91,7 +91,8 @@ struct EventAdmission {
 
 /// The decision for a POST to the webhook with `header` and its whole `body`, under `config`
 /// (tokens, invalid_payloads, handlers and their `when`). `receipt` is how it arrived; its
-/// attempt_id is used when the event carries none (and for a quarantined body).
+/// attempt_id (which may be empty: the caller then generates one) is used when the event carries
+/// none, and for a quarantined body.
 EventAdmission admit_event(const RequestHeader& header, std::string body,
                            const config::Config& config, Receipt receipt);
 

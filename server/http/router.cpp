@@ -126,10 +126,13 @@ Reply Router::get_challenge(const Request& request, boost::urls::params_view par
 
 asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& info,
                                           const config::Config& config) {
+  // No attempt ID yet: most events carry Redox's, so one is generated only for those that do not
+  // (and for a quarantined body), after admission, not for every request.
   EventAdmission admission =
       admit_event(request, std::move(request.body()), config,
-                  Receipt{utc_now_iso(), new_uuid(), info.remote_addr, info.request_id});
+                  Receipt{utc_now_iso(), {}, info.remote_addr, info.request_id});
   if (!admission.needs_commit()) co_return answered(admission, info);
+  if (admission.commit.receipt.attempt_id.empty()) admission.commit.receipt.attempt_id = new_uuid();
   // What the log needs of the commit once it has moved into the journal.
   Committed committed{admission.commit.receipt.attempt_id,
                       static_cast<std::int64_t>(admission.commit.handlers.size()), 0};
