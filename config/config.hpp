@@ -95,8 +95,27 @@ struct Egress {
   /// Hosts that get the access token; nullopt: the host of the event's `request` URL.
   std::optional<std::vector<std::string>> token_hosts;
 };
+/// How the download handler gets its access token from a token endpoint (`auth`): SMART Backend
+/// Services (a JWT client assertion signed with our key) or a client secret. type "" = none (the
+/// token_env / token_file / token_command sources, or no token).
+struct DownloadAuth {
+  std::string type;           ///< "", "smart_backend" or "client_credentials"
+  std::string token_url;      ///< the token endpoint, or
+  std::string fhir_base_url;  ///< discovered from <base>/.well-known/smart-configuration
+  std::string client_id;
+  /// smart_backend: PEM or JWK private keys; the first signs, all are published in
+  /// /.well-known/jwks.json (several while rotating).
+  std::vector<std::string> private_key_file;
+  std::string kid;  ///< empty: the key's RFC 7638 thumbprint (or the JWK's own kid)
+  std::string alg;  ///< empty: ES384 for an EC key, RS384 for an RSA key
+  std::string scope = "system/*.read";
+  std::string jku;                ///< sent in the assertion's header when set
+  std::string client_secret_env;  ///< client_credentials: the variable holding the secret
+  [[nodiscard]] bool enabled() const { return !type.empty(); }
+};
 struct DownloadHandler {
   std::string dir;
+  DownloadAuth auth;
   int parallel = 4;
   std::string token_env;
   std::string token_file;
@@ -138,10 +157,43 @@ struct Handler {
   std::variant<FileHandler, ExecHandler, HttpHandler, DownloadHandler, NatsHandler> settings;
 };
 
+/// Inbound JWT bearer tokens (Redox's "auth credentials"): checked against a JWKS.
+struct Jwt {
+  std::string jwks_file;
+  std::string jwks_url;
+  std::string issuer;    ///< required with jwt: the `iss` every token must carry
+  std::string audience;  ///< required with jwt: a value `aud` must be (or contain)
+  std::vector<std::string> algorithms = {"RS256", "RS384", "PS256", "PS384", "ES256", "ES384"};
+  std::uint32_t leeway_s = 60;          ///< clock skew allowed on exp, nbf and iat
+  std::string required_scope;           ///< when set, `scope` (space-separated) must hold it
+  std::uint32_t jwks_refresh_s = 3600;  ///< jwks_url is fetched again this often
+  [[nodiscard]] bool enabled() const { return !jwks_file.empty() || !jwks_url.empty(); }
+};
+
+/// One client of the built-in token endpoint.
+struct OAuthClient {
+  std::string client_id;
+  std::string client_secret_env;  ///< the variable holding its secret (read at start)
+};
+
+/// The built-in OAuth 2.0 client-credentials token endpoint (POST /oauth/token), for Redox's
+/// "OAuth 2.0" auth credentials when the user has no identity provider of their own.
+struct OAuthServer {
+  std::vector<OAuthClient> clients;  ///< empty: no endpoint
+  /// PEM or JWK private keys; the first signs, all verify and are published. Empty: a key the
+  /// service generates in data_dir/oauth-signing-key.pem (0600) on first start.
+  std::vector<std::string> signing_key_file;
+  std::uint32_t token_ttl_s = 300;
+  [[nodiscard]] bool enabled() const { return !clients.empty(); }
+};
+
 struct Config {
   Listen listen;
   std::string path = "/webhook";
-  std::vector<std::string> verification_tokens;  ///< required, non-empty
+  /// Shared tokens; at least one of verification_tokens, jwt and oauth_server is required.
+  std::vector<std::string> verification_tokens;
+  Jwt jwt;
+  OAuthServer oauth_server;
   std::filesystem::path data_dir = "./data";
   std::uint64_t max_body_bytes = 41'943'040;  ///< 40 MiB, Redox's data-model limit
   InvalidPayloads invalid_payloads = InvalidPayloads::kReject;
