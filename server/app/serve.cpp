@@ -10,6 +10,7 @@
 
 #include "core/url.hpp"
 #include "server/app/commands.hpp"
+#include "server/http/auth.hpp"
 #include "server/http/listener.hpp"
 #include "server/journal/backend.hpp"
 #include "server/support/live_config.hpp"
@@ -22,7 +23,7 @@ namespace {
 /// SIGHUP: re-read the config file; apply tokens, handlers, invalid_payloads, log level and the
 /// TLS certificate; keep everything else (listen, path, data_dir, journal, limits) until a
 /// restart. An invalid new config changes nothing.
-void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatcher,
+void reload(const config::Config& startup, LiveConfig& live, LiveAuth& auth, Dispatcher& dispatcher,
             Listener& server, Logger& log) {
   auto loaded = config::load_config(startup.source_file, config::process_environment());
   if (!loaded.ok()) {
@@ -66,6 +67,15 @@ void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatc
     log.error("reload_refused", log.fields().add("errors", *error));
     return;
   }
+  // Tokens, JWT rules, token endpoint clients and keys: built before anything is applied, so a
+  // bad key file or an unset secret variable refuses the whole reload.
+  std::shared_ptr<const Authenticator> next_auth;
+  try {
+    next_auth = Authenticator::build(next, log, auth.get().get());
+  } catch (const std::exception& e) {
+    log.error("reload_refused", log.fields().add("errors", e.what()));
+    return;
+  }
   if (auto error = dispatcher.reload(next)) {
     log.error("reload_refused", log.fields().add("errors", *error));
     return;
@@ -74,6 +84,8 @@ void reload(const config::Config& startup, LiveConfig& live, Dispatcher& dispatc
   const auto tokens = static_cast<std::int64_t>(next.verification_tokens.size());
   const auto handlers = static_cast<std::int64_t>(next.handlers.size());
   live.set(std::make_shared<const config::Config>(std::move(next)));
+  // The old one's JWKS thread (unless the new one kept it) ends when its last request is done.
+  auth.set(std::move(next_auth));
   std::string restart_needed;
   for (const auto& k : kept) {
     if (restart_needed.find(k) == std::string::npos)
@@ -103,13 +115,20 @@ int serve(const config::Config& config) {
   }
   Metrics metrics;
   LiveConfig live(config);
-  Listener server(config, live, backend->journal(), metrics, log);
+  std::shared_ptr<const Authenticator> authenticator;
+  try {
+    authenticator = Authenticator::build(config, log);
+  } catch (const std::exception& e) {
+    return fail(e.what(), kExitUsage);
+  }
+  LiveAuth auth(std::move(authenticator));
+  Listener server(config, live, auth, backend->journal(), metrics, log);
   if (auto error = server.listen()) return fail(*error, kExitUsage);
   // Handlers run from the journal: the SQLite dispatcher's delivery rows, or the NATS
   // dispatcher's durable consumers on the stream.
   const auto dispatcher = backend->make_dispatcher(metrics, log);
   if (auto error = dispatcher->start()) return fail(*error, kExitUsage);
-  server.on_reload([&] { reload(config, live, *dispatcher, server, log); });
+  server.on_reload([&] { reload(config, live, auth, *dispatcher, server, log); });
   auto fields = log.fields()
                     .add("address", core::host_port(config.listen.host, server.port()))
                     .add("port", static_cast<int>(server.port()))
@@ -125,6 +144,7 @@ int serve(const config::Config& config) {
   // measured with bench/cpu_per_request.sh); the rest is for the journal writer and the kernel.
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency() / 2);
   server.run(threads, std::chrono::seconds(10));
+  auth.get()->stop();  // the JWKS URL's refresh thread
   // The dispatcher first: a running delivery records its outcome in the journal still open.
   dispatcher->stop();
   backend->journal().stop();

@@ -6,6 +6,7 @@
 
 #include "core/text.hpp"
 #include "core/when.hpp"
+#include "server/http/auth.hpp"
 
 namespace fbr::server {
 
@@ -46,21 +47,30 @@ Reply Admission::over_limit_reply() const {
 }
 
 Admission admit(const RequestHeader& header, const BodyFraming& framing,
-                const config::Config& config, std::string_view webhook_path) {
+                const config::Config& config, const Authenticator& auth,
+                std::string_view webhook_path, std::int64_t now_unix_s, bool may_refetch) {
   Admission admission;
   // Everything but an authenticated POST to the webhook takes at most a small body: a challenge
-  // (which may carry its token inside), or nothing at all (/healthz, /metrics, a 404).
+  // (which may carry its token inside), a token request, or nothing at all (/healthz, /metrics,
+  // a 404).
   admission.body_limit = config.limits.max_unauthenticated_body_bytes;
   const auto url = boost::urls::parse_origin_form(header.target());
   if (url && url->path() == webhook_path) {
     const std::string token = header_token(header);
     if (token.empty()) {
       admission.over_limit = OverLimit::kUnauthorized;
-    } else if (!token_valid(token, config.verification_tokens)) {
-      admission.early = unauthorized_reply();
-      return admission;
-    } else if (header.method() == http::verb::post) {
-      admission.body_limit = config.max_body_bytes;
+    } else {
+      const AuthCheck check = auth.check(token, now_unix_s, may_refetch);
+      if (check.pending()) {
+        admission.await_keys = check.await_keys;
+        return admission;
+      }
+      if (!check.ok()) {
+        admission.early = unauthorized_reply();
+        admission.reason = check.reason;
+        return admission;
+      }
+      if (header.method() == http::verb::post) admission.body_limit = config.max_body_bytes;
     }
   }
   if (framing.content_length && *framing.content_length > admission.body_limit) {
@@ -72,6 +82,12 @@ Admission admit(const RequestHeader& header, const BodyFraming& framing,
   // same).
   admission.may_continue = !(framing.chunked && admission.over_limit == OverLimit::kUnauthorized);
   return admission;
+}
+
+Admission admit(const RequestHeader& header, const BodyFraming& framing,
+                const config::Config& config, std::string_view webhook_path) {
+  const Authenticator auth(config.verification_tokens);
+  return admit(header, framing, config, auth, webhook_path, unix_now());
 }
 
 namespace {
@@ -87,19 +103,34 @@ EventAdmission answered(EventOutcome outcome, Reply reply) {
 
 EventAdmission admit_event(const RequestHeader& header, std::string body,
                            const config::Config& config, Receipt receipt) {
+  const Authenticator auth(config.verification_tokens);
+  return admit_event(header, std::move(body), config, auth, unix_now(), std::move(receipt));
+}
+
+EventAdmission admit_event(const RequestHeader& header, std::string body,
+                           const config::Config& config, const Authenticator& auth,
+                           std::int64_t now_unix_s, Receipt receipt) {
+  const auto refused = [](std::string_view reason) {
+    EventAdmission admission = answered(EventOutcome::kUnauthorized, unauthorized_reply());
+    admission.reason = reason;
+    return admission;
+  };
   // Authenticate before parsing when the token came in a header (Redox always sends it there):
   // a wrong token costs no parse. Only a body without a header token may be a challenge that
-  // carries its token inside.
+  // carries its token inside, and a challenge is answered only for a shared token.
   std::string token = header_token(header);
   std::optional<core::Challenge> challenge;
+  bool shared = false;
   if (token.empty()) {
     challenge = core::parse_challenge(body);
     if (challenge && challenge->token) token = *challenge->token;
-  }
-  if (!token_valid(token, config.verification_tokens)) {
-    EventAdmission admission = answered(EventOutcome::kUnauthorized, unauthorized_reply());
-    admission.reason = token.empty() ? "no token" : "wrong token";
-    return admission;
+    shared = auth.shared_token_valid(token);
+    if (!shared) return refused(token.empty() ? "no token" : "wrong token");
+  } else {
+    // The header-time step checked (and cached) this token already; no second refetch here.
+    const AuthCheck check = auth.check(token, now_unix_s, false);
+    if (!check.ok()) return refused(check.reason.empty() ? "wrong token" : check.reason);
+    shared = check.via == AuthCheck::Via::kSharedToken;
   }
   // An event is parsed once; only a body that is not a valid event can be a challenge (a
   // challenge has no Meta), so the common case costs one parse.
@@ -108,7 +139,10 @@ EventAdmission admit_event(const RequestHeader& header, std::string body,
     parsed = core::parse_event(body);
     if (!parsed.ok()) challenge = core::parse_challenge(body);
   }
-  if (challenge) return answered(EventOutcome::kChallenge, challenge_reply(challenge->challenge));
+  if (challenge) {
+    if (!shared) return refused("a challenge needs the verification token");
+    return answered(EventOutcome::kChallenge, challenge_reply(challenge->challenge));
+  }
   if (!is_json_content_type(header[http::field::content_type])) {
     return answered(EventOutcome::kUnsupportedMediaType,
                     error_reply(http::status::unsupported_media_type, "unsupported media type",

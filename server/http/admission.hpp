@@ -22,6 +22,7 @@
 
 namespace fbr::server {
 
+class Authenticator;
 using RequestHeader = http::request_header<>;
 
 /// How the request's body is framed, as the parser read it from the header.
@@ -53,12 +54,22 @@ struct Admission {
   OverLimit over_limit = OverLimit::kTooLarge;
   /// `100 Continue` may be sent (the body is one we are willing to read whole).
   bool may_continue = false;
+  /// early is a 401: why, for the log (never for the client).
+  std::string_view reason;
+  /// Set: nothing is decided yet (a JWT names a kid the JWKS lacks); wait for the key source to
+  /// pass this generation, then admit again with may_refetch = false.
+  std::optional<std::uint64_t> await_keys;
 
   [[nodiscard]] Reply over_limit_reply() const;
 };
 
 /// The decision for `header` (method, target, token headers) framed as `framing`, with the
-/// config's tokens and limits; `webhook_path` is the endpoint that takes events.
+/// config's limits and `auth`'s tokens and JWT rules at `now_unix_s`; `webhook_path` is the
+/// endpoint that takes events.
+Admission admit(const RequestHeader& header, const BodyFraming& framing,
+                const config::Config& config, const Authenticator& auth,
+                std::string_view webhook_path, std::int64_t now_unix_s, bool may_refetch = true);
+/// The same with only the config's shared tokens (no JWT).
 Admission admit(const RequestHeader& header, const BodyFraming& framing,
                 const config::Config& config, std::string_view webhook_path);
 
@@ -76,7 +87,7 @@ struct EventAdmission {
   EventOutcome outcome = EventOutcome::kUnauthorized;
   /// The answer, for the outcomes answered without a commit.
   Reply reply;
-  /// kUnauthorized: why ("no token", "wrong token"), for the log.
+  /// kUnauthorized: why ("no token", "wrong token", a JWT's reason_name), for the log.
   std::string_view reason;
   /// kQuarantined, kAccepted: what to commit (body, receipt, matched handler names).
   CommitRequest commit;
@@ -93,6 +104,10 @@ struct EventAdmission {
 /// (tokens, invalid_payloads, handlers and their `when`). `receipt` is how it arrived; its
 /// attempt_id (which may be empty: the caller then generates one) is used when the event carries
 /// none, and for a quarantined body.
+EventAdmission admit_event(const RequestHeader& header, std::string body,
+                           const config::Config& config, const Authenticator& auth,
+                           std::int64_t now_unix_s, Receipt receipt);
+/// The same with only the config's shared tokens (no JWT).
 EventAdmission admit_event(const RequestHeader& header, std::string body,
                            const config::Config& config, Receipt receipt);
 

@@ -70,11 +70,11 @@ void raise_open_files_limit(const Logger& log) {
 
 }  // namespace
 
-Listener::Listener(const config::Config& config, const LiveConfig& live, Journal& journal,
-                   Metrics& metrics, const Logger& log)
+Listener::Listener(const config::Config& config, const LiveConfig& live, const LiveAuth& auth,
+                   Journal& journal, Metrics& metrics, const Logger& log)
     : config_(config),
       log_(log),
-      router_(live, journal, metrics, log),
+      router_(live, journal, metrics, log, &auth),
       sessions_{config_.limits, router_, metrics, log} {}
 
 Listener::~Listener() = default;

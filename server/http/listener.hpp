@@ -28,9 +28,10 @@ namespace fbr::server {
 
 class Listener {
  public:
-  /// `config` is the start-up snapshot (listen, limits, TLS files); `live` what a reload changes.
-  Listener(const config::Config& config, const LiveConfig& live, Journal& journal, Metrics& metrics,
-           const Logger& log);
+  /// `config` is the start-up snapshot (listen, limits, TLS files); `live` and `auth` what a
+  /// reload changes.
+  Listener(const config::Config& config, const LiveConfig& live, const LiveAuth& auth,
+           Journal& journal, Metrics& metrics, const Logger& log);
   ~Listener();
 
   /// Loads the TLS certificate and key when configured, binds and listens on config.listen.

@@ -144,6 +144,8 @@ std::string serialize(const Reply& reply, unsigned version, bool keep_alive,
   header(out, "X-Request-Id", request_id);
   if (!reply.allow.empty()) header(out, "Allow", reply.allow);
   if (!reply.retry_after.empty()) header(out, "Retry-After", reply.retry_after);
+  if (!reply.cache_control.empty()) header(out, "Cache-Control", reply.cache_control);
+  if (!reply.www_authenticate.empty()) header(out, "WWW-Authenticate", reply.www_authenticate);
   // HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless told.
   if (version >= 11 && !keep_alive) header(out, "Connection", "close");
   if (version < 11 && keep_alive) header(out, "Connection", "keep-alive");

@@ -17,9 +17,11 @@ struct Reply {
   http::status status = http::status::ok;
   std::string body;
   std::string content_type = "application/json";
-  std::string allow;        ///< Allow header (405)
-  std::string retry_after;  ///< Retry-After header (503)
-  bool close = false;       ///< close the connection after this answer
+  std::string allow;             ///< Allow header (405)
+  std::string retry_after;       ///< Retry-After header (503)
+  std::string cache_control;     ///< Cache-Control header (the token endpoint, the JWKS)
+  std::string www_authenticate;  ///< WWW-Authenticate header (the token endpoint's 401)
+  bool close = false;            ///< close the connection after this answer
 };
 
 Reply accepted_reply(const std::string& log_id, bool duplicate,
@@ -37,7 +39,8 @@ Reply unavailable_reply(const std::string& why);
 Reply error_reply(http::status status, const std::string& message, const std::string& detail = {});
 
 /// The whole answer in one string, for one write: status line, Content-Type,
-/// X-Content-Type-Options, X-Request-Id, Allow, Retry-After, Connection, Content-Length, body.
+/// X-Content-Type-Options, X-Request-Id, Allow, Retry-After, Cache-Control, WWW-Authenticate,
+/// Connection, Content-Length, body.
 /// An answer to HEAD (`head`) has GET's headers, Content-Length included, and no body.
 std::string serialize(const Reply& reply, unsigned version, bool keep_alive,
                       std::string_view request_id, bool head = false);

@@ -158,7 +158,7 @@ boost::asio::awaitable<Incoming> RequestReader::read(Stream& stream) {
   // request may have, is answered now and the body never read.
   Admission admission;
   if (!in.early) {
-    admission = router_.admit(parser.get(), framing_of(parser), in.info);
+    admission = co_await router_.admit(parser.get(), framing_of(parser), in.info);
     in.early = std::move(admission.early);
   }
 

@@ -5,10 +5,13 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/url/params_view.hpp>
+#include <chrono>
+#include <memory>
 #include <string>
 
 #include "config/config.hpp"
 #include "server/http/admission.hpp"
+#include "server/http/auth.hpp"
 #include "server/http/reply.hpp"
 #include "server/http/request_body.hpp"
 #include "server/journal/journal.hpp"
@@ -20,6 +23,9 @@ namespace fbr::server {
 
 using Request = http::request<RequestBody>;
 
+/// The longest a request waits for the JWKS to be fetched again (an unknown kid).
+inline constexpr std::chrono::milliseconds kKeyWait{3000};
+
 /// What the session knows about a request besides the message itself.
 struct RequestInfo {
   std::string remote_addr;
@@ -28,16 +34,15 @@ struct RequestInfo {
 
 class Router {
  public:
-  Router(const LiveConfig& config, Journal& journal, Metrics& metrics, const Logger& log)
-      : config_(config),
-        path_(config.get()->path),
-        journal_(journal),
-        metrics_(metrics),
-        log_(log) {}
+  /// `auth`: the live Authenticator; null: one of the config's shared tokens only (tests).
+  Router(const LiveConfig& config, Journal& journal, Metrics& metrics, const Logger& log,
+         const LiveAuth* auth = nullptr);
 
-  /// The header-time decision (admit() with the live tokens and the webhook path); a 401 is
-  /// counted and logged here.
-  Admission admit(const RequestHeader& header, const BodyFraming& framing, const RequestInfo& info);
+  /// The header-time decision (admit() with the live Authenticator and the webhook path); a 401
+  /// is counted and logged here. A JWT whose kid the JWKS lacks waits here (at most
+  /// kKeyWait, on a timer: the thread serves others) for one refetch of the keys.
+  boost::asio::awaitable<Admission> admit(const RequestHeader& header, const BodyFraming& framing,
+                                          const RequestInfo& info);
   /// The answer to a body that grew past admission.body_limit (a 401 counted and logged).
   Reply over_limit(const Admission& admission, const RequestInfo& info);
   /// Counts and logs an unauthenticated request (`reason`: no token, wrong token, ...).
@@ -64,9 +69,15 @@ class Router {
   Reply answer_commit(const EventAdmission& admission, const Committed& committed,
                       const CommitResult& result, const RequestInfo& info);
   Reply get_challenge(const Request& request, boost::urls::params_view params,
-                      const config::Config& config);
+                      const Authenticator& auth);
+  /// POST /oauth/token (oauth_server on), logged without the token or the secret.
+  Reply token_request(const Request& request, const RequestInfo& info);
+  /// GET /.well-known/jwks.json: our public keys, 404 when there are none.
+  static Reply published_keys(const Authenticator& auth);
 
   const LiveConfig& config_;
+  std::unique_ptr<LiveAuth> own_auth_;  // when constructed without one
+  const LiveAuth& auth_;
   const std::string path_;  // fixed at start: a reload does not move the endpoint
   Journal& journal_;
   Metrics& metrics_;

@@ -1,0 +1,104 @@
+#include "server/support/service_keys.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+
+#include "server/support/ids.hpp"
+#include "server/support/posix.hpp"
+
+namespace fbr::server {
+namespace {
+
+jose::Key key_from(const std::string& file, const std::string& what) {
+  try {
+    return jose::Key::from_file(file);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(what + ": " + e.what());
+  }
+}
+
+jose::Alg alg_for(const jose::Key& key, const std::string& name, const std::string& what) {
+  if (name.empty()) return key.default_alg();
+  const auto alg = jose::alg_from_name(name);
+  if (!alg) throw std::runtime_error(what + ": unsupported algorithm " + name);
+  if (!key.fits(*alg)) throw std::runtime_error(what + ": the key cannot sign " + name);
+  return *alg;
+}
+
+/// The download handlers' SMART Backend Services keys: the first one's kid is auth.kid when set.
+void add_download_keys(const config::Config& config, std::vector<jose::PublishedKey>& out) {
+  for (const auto& handler : config.handlers) {
+    const auto* download = std::get_if<config::DownloadHandler>(&handler.settings);
+    if (download == nullptr || download->auth.type != "smart_backend") continue;
+    const auto& auth = download->auth;
+    for (std::size_t i = 0; i < auth.private_key_file.size(); ++i) {
+      const std::string what = "handlers." + handler.name + ".auth.private_key_file[" +
+                               std::to_string(i) + "] " + auth.private_key_file[i];
+      jose::Key key = key_from(auth.private_key_file[i], what);
+      const std::string kid = (i == 0 && !auth.kid.empty()) ? auth.kid : key.kid();
+      out.push_back({key, kid, alg_for(key, auth.alg, what)});
+    }
+  }
+}
+
+}  // namespace
+
+jose::Key load_or_generate_key(const std::filesystem::path& file) {
+  const std::string what = "oauth_server: the generated signing key " + file.string();
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) return key_from(file.string(), what);
+  std::filesystem::create_directories(file.parent_path(), ec);
+  const jose::Key key = jose::Key::generate(jose::Alg::kES384);
+  const std::filesystem::path temp =
+      file.parent_path() / ("." + file.filename().string() + "." + new_uuid() + ".tmp");
+  {
+    posix::Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) throw std::runtime_error(what + ": " + posix::errno_text(errno));
+    try {
+      posix::write_all(fd.get(), key.private_pem(), what);
+      posix::sync(fd.get(), what);
+    } catch (...) {
+      posix::unlink_if_present(temp);
+      throw;
+    }
+  }
+  // link() does not replace: when another start won the race, its key is the one.
+  const int linked = ::link(temp.c_str(), file.c_str());
+  const int link_errno = errno;
+  posix::unlink_if_present(temp);
+  if (linked != 0 && link_errno != EEXIST) {
+    throw std::runtime_error(what + ": " + posix::errno_text(link_errno));
+  }
+  posix::sync_dir(file.parent_path());
+  return linked == 0 ? key : key_from(file.string(), what);
+}
+
+ServiceKeys ServiceKeys::load(const config::Config& config) {
+  ServiceKeys keys;
+  const auto& oauth = config.oauth_server;
+  if (oauth.enabled()) {
+    if (oauth.signing_key_file.empty()) {
+      const jose::Key key = load_or_generate_key(config.data_dir / kGeneratedSigningKey);
+      keys.signing.push_back({key, key.kid(), key.default_alg()});
+    }
+    for (std::size_t i = 0; i < oauth.signing_key_file.size(); ++i) {
+      const std::string what =
+          "oauth_server.signing_key_file[" + std::to_string(i) + "] " + oauth.signing_key_file[i];
+      const jose::Key key = key_from(oauth.signing_key_file[i], what);
+      if (!key.is_private()) throw std::runtime_error(what + ": not a private key");
+      keys.signing.push_back({key, key.kid(), key.default_alg()});
+    }
+  }
+  for (const auto& published : keys.signing)
+    keys.trusted.add(published.kid, published.key, published.alg);
+  std::vector<jose::PublishedKey> all = keys.signing;
+  add_download_keys(config, all);
+  if (!all.empty()) keys.jwks_json = jose::jwks_json(all);
+  return keys;
+}
+
+}  // namespace fbr::server
