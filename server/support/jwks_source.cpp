@@ -36,6 +36,9 @@ JwksSource::JwksSource(Options options, const Logger& log)
     : options_(std::move(options)), log_(log), keys_(std::make_shared<const jose::KeySet>()) {
   if (!options_.url.empty()) {
     init_curl_once();
+    // The first fetch counts as under way at once: a request before it ends waits for it
+    // instead of spending the unknown-kid refetch.
+    fetching_ = true;
     thread_ = std::thread([this] { run(); });
     return;
   }

@@ -47,10 +47,12 @@ int post_status(const Server& server, const std::string& token) {
 
 }  // namespace
 
-TEST_CASE("jwt: a valid token passes - expired, early, wrong aud or iss, alg none, HS256, tampered are 401 with their reason") {
+TEST_CASE(
+    "jwt: a valid token passes - expired, early, wrong aud or iss, alg none, HS256, tampered are "
+    "401 with their reason") {
   const jose::Key key = jose::Key::generate(jose::Alg::kES256);
   FileServer idp;
-  idp.put("/jwks.json", Resource(jwks_of({{key, "idp-1"}})));
+  idp.put("/jwks.json", Resource(jwks_of({{key, "idp-1", key.default_alg()}})));
   TempDir dir;
   Server server(dir, jwt_config(url_source(idp)));
   INFO("server log tail:\n", server.log_tail());
@@ -95,8 +97,8 @@ TEST_CASE("jwt: a valid token passes - expired, early, wrong aud or iss, alg non
     const auto dot2 = valid.rfind('.');
     TestClaims admin;
     admin.sub = "admin";
-    const std::string tampered = valid.substr(0, dot1 + 1) +
-                                 jose::base64url_encode(claims_json(admin)) + valid.substr(dot2);
+    const std::string tampered =
+        valid.substr(0, dot1 + 1) + jose::base64url_encode(claims_json(admin)) + valid.substr(dot2);
     refused(tampered, "signature");
   }
   refused("not.a-jwt.at-all!", "malformed");
@@ -112,11 +114,13 @@ TEST_CASE("jwt: a valid token passes - expired, early, wrong aud or iss, alg non
   check_log_free_of(server, tokens);
 }
 
-TEST_CASE("jwt: an unknown kid makes one refetch, then 401 reason=kid - a second one within a minute makes none") {
+TEST_CASE(
+    "jwt: an unknown kid makes one refetch, then 401 reason=kid - a second one within a minute "
+    "makes none") {
   const jose::Key key = jose::Key::generate(jose::Alg::kES256);
   const jose::Key stranger = jose::Key::generate(jose::Alg::kES256);
   FileServer idp;
-  idp.put("/jwks.json", Resource(jwks_of({{key, "idp-1"}})));
+  idp.put("/jwks.json", Resource(jwks_of({{key, "idp-1", key.default_alg()}})));
   TempDir dir;
   Server server(dir, jwt_config(url_source(idp)));
   INFO("server log tail:\n", server.log_tail());
@@ -142,14 +146,15 @@ TEST_CASE("jwt: a key the identity provider has just published passes on its fir
   const jose::Key old_key = jose::Key::generate(jose::Alg::kES256);
   const jose::Key new_key = jose::Key::generate(jose::Alg::kRS256);
   FileServer idp;
-  idp.put("/jwks.json", Resource(jwks_of({{old_key, "2025"}})));
+  idp.put("/jwks.json", Resource(jwks_of({{old_key, "2025", jose::Alg::kES256}})));
   TempDir dir;
   Server server(dir, jwt_config(url_source(idp)));
   INFO("server log tail:\n", server.log_tail());
   REQUIRE(dispatch::poll_until([&] { return idp.count("/jwks.json") >= 1; }, 5s));
   CHECK(post_status(server, signed_jwt(old_key, "2025", jose::Alg::kES256)) == 200);
 
-  idp.put("/jwks.json", Resource(jwks_of({{old_key, "2025"}, {new_key, "2026"}})));
+  idp.put("/jwks.json", Resource(jwks_of({{old_key, "2025", jose::Alg::kES256},
+                                          {new_key, "2026", jose::Alg::kRS256}})));
   const std::string rotated = signed_jwt(new_key, "2026", jose::Alg::kRS256);
   CHECK(post_status(server, rotated) == 200);
   CHECK(post_status(server, signed_jwt(old_key, "2025", jose::Alg::kES256)) == 200);
@@ -160,7 +165,7 @@ TEST_CASE("jwt: a key the identity provider has just published passes on its fir
 TEST_CASE("jwt: a JWKS URL that goes down keeps the last keys - a warning names the URL") {
   const jose::Key key = jose::Key::generate(jose::Alg::kES384);
   FileServer idp;
-  idp.put("/jwks.json", Resource(jwks_of({{key, "idp-1"}})));
+  idp.put("/jwks.json", Resource(jwks_of({{key, "idp-1", key.default_alg()}})));
   TempDir dir;
   Server server(dir, jwt_config(url_source(idp), R"("jwks_refresh_s": 1)"));
   INFO("server log tail:\n", server.log_tail());
@@ -181,10 +186,12 @@ TEST_CASE("jwt: a JWKS URL that goes down keeps the last keys - a warning names 
   CHECK(journal_count(server, "events") == 3);
 }
 
-TEST_CASE("jwt: jwks_file - valid passes, unknown kid and missing scope are 401, shared tokens still work") {
+TEST_CASE(
+    "jwt: jwks_file - valid passes, unknown kid and missing scope are 401, shared tokens still "
+    "work") {
   const jose::Key key = jose::Key::generate(jose::Alg::kPS256);
   TempDir dir;
-  write_file(dir.path() / "jwks.json", jwks_of({{key, "file-key"}}));
+  write_file(dir.path() / "jwks.json", jwks_of({{key, "file-key", jose::Alg::kPS256}}));
   Server server(dir, jwt_config(R"("jwks_file": ")" + (dir.path() / "jwks.json").string() + "\"",
                                 R"("required_scope": "redox/webhook")", true));
   INFO("server log tail:\n", server.log_tail());
@@ -212,7 +219,8 @@ TEST_CASE("jwt: jwks_file - valid passes, unknown kid and missing scope are 401,
     return r;
   }());
   CHECK(get_jwt.status == 401);
-  const auto get_shared = http(server.port(), get("/webhook?challenge=c-3&verification-token=test-token"));
+  const auto get_shared =
+      http(server.port(), get("/webhook?challenge=c-3&verification-token=test-token"));
   CHECK(get_shared.status == 200);
   CHECK(get_shared.body == "c-3");
   CHECK(journal_count(server, "events") == 2);

@@ -57,11 +57,8 @@ std::string hs256_jwt(std::string_view secret, std::string_view header_json,
          jose::base64url_encode(std::string_view(reinterpret_cast<const char*>(mac), length));
 }
 
-std::string jwks_of(const std::vector<std::pair<jose::Key, std::string>>& keys) {
-  std::vector<jose::PublishedKey> published;
-  for (const auto& [key, kid] : keys)
-    published.push_back({key, kid, key.default_alg()});
-  return jose::jwks_json(published);
+std::string jwks_of(const std::vector<jose::PublishedKey>& keys) {
+  return jose::jwks_json(keys);
 }
 
 HttpRequest post_with_bearer(std::string body, const std::string& token) {

@@ -41,8 +41,8 @@ std::string raw_jwt(std::string_view header_json, std::string_view payload_json,
 std::string hs256_jwt(std::string_view secret, std::string_view header_json,
                       std::string_view payload_json);
 
-/// {"keys": [...]} of the public halves of (key, kid) pairs, each with its default algorithm.
-std::string jwks_of(const std::vector<std::pair<jose::Key, std::string>>& keys);
+/// {"keys": [...]} of the public halves of these keys, each with its kid and algorithm.
+std::string jwks_of(const std::vector<jose::PublishedKey>& keys);
 
 /// POST /webhook with Content-Type: application/json and `Authorization: Bearer token`.
 HttpRequest post_with_bearer(std::string body, const std::string& token);
