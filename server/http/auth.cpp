@@ -71,7 +71,7 @@ void TokenCache::insert(std::string_view token, Entry entry, std::int64_t now,
   std::lock_guard lock(mutex_);
   if (entries_.size() >= kCacheEntries) {
     std::erase_if(entries_, [&](const auto& item) {
-      return !item.second.claims.exp || *item.second.claims.exp + leeway_s <= now;
+      return !item.second.claims.exp || *item.second.claims.exp + leeway_s < now;
     });
   }
   if (entries_.size() >= kCacheEntries) entries_.clear();
