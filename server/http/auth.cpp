@@ -136,12 +136,7 @@ void Authenticator::stop() const {
 }
 
 bool Authenticator::shared_token_valid(std::string_view token) const {
-  if (token.empty()) return false;
-  // Compare against every configured token without stopping early: timing tells nothing.
-  bool valid = false;
-  for (const auto& t : tokens_)
-    valid |= core::constant_time_equal(token, t);
-  return valid;
+  return token_valid(token, tokens_);
 }
 
 bool Authenticator::known_client(std::string_view client_id) const {
