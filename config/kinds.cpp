@@ -380,4 +380,98 @@ void LiteralsOrEnv::write(PrettyWriter& w,
   w.EndObject();
 }
 
+void Files::json(Reader& r, const Value& v, const std::string& path,
+                 std::vector<std::string>& out) const {
+  out.clear();
+  if (v.IsNull()) return;
+  if (v.IsString()) {
+    std::string file;
+    if (r.string(v, path, file)) out.push_back(std::move(file));
+    return;
+  }
+  if (!v.IsArray()) {
+    r.expected(path, "a file name, an array of file names, or null", v);
+    return;
+  }
+  r.strings(v, path, out, true);
+}
+void Files::write(PrettyWriter& w, const std::vector<std::string>& files) const {
+  if (files.empty()) {
+    w.Null();
+  } else if (files.size() == 1) {
+    put(w, files.front());
+  } else {
+    put_strings(w, files);
+  }
+}
+
+void Choices::json(Reader& r, const Value& v, const std::string& path,
+                   std::vector<std::string>& out) const {
+  if (!v.IsArray() || v.Empty()) {
+    r.expected(path, "a non-empty array of names", v);
+    return;
+  }
+  std::vector<std::string> items;
+  bool ok = true;
+  for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
+    std::string name;
+    if (!r.choice(v[i], element(path, i), name, names)) {
+      ok = false;
+    } else if (std::find(items.begin(), items.end(), name) != items.end()) {
+      r.fail(element(path, i), "\"" + name + "\" is listed twice");
+      ok = false;
+    } else {
+      items.push_back(std::move(name));
+    }
+  }
+  if (ok) out = std::move(items);
+}
+void Choices::write(PrettyWriter& w, const std::vector<std::string>& items) const {
+  put_strings(w, items);
+}
+
+void OAuthClients::json(Reader& r, const Value& v, const std::string& path,
+                        std::vector<OAuthClient>& out) const {
+  if (!v.IsArray()) {
+    r.expected(path, "an array of {\"client_id\", \"client_secret_env\"} objects", v);
+    return;
+  }
+  out.clear();
+  for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
+    const std::string at = element(path, i);
+    OAuthClient client;
+    r.members(v[i], at, [&](std::string_view key, const Value& value, const std::string& p) {
+      if (key == "client_id") return r.string(value, p, client.client_id) || true;
+      if (key == "client_secret_env") return r.env_name(value, p, client.client_secret_env) || true;
+      return false;
+    });
+    if (!v[i].IsObject()) continue;
+    if (client.client_id.empty() && !r.reported(at + ".client_id")) {
+      r.fail(at + ".client_id", "is required");
+    }
+    if (client.client_secret_env.empty() && !r.reported(at + ".client_secret_env")) {
+      r.fail(at + ".client_secret_env",
+             "is required: the name of the environment variable holding the client's secret");
+    }
+    for (const OAuthClient& earlier : out) {
+      if (!client.client_id.empty() && earlier.client_id == client.client_id) {
+        r.fail(at + ".client_id", "\"" + client.client_id + "\" is listed twice");
+      }
+    }
+    out.push_back(std::move(client));
+  }
+}
+void OAuthClients::write(PrettyWriter& w, const std::vector<OAuthClient>& clients) const {
+  w.StartArray();
+  for (const OAuthClient& client : clients) {
+    w.StartObject();
+    put_key(w, "client_id");
+    put(w, client.client_id);
+    put_key(w, "client_secret_env");
+    put(w, client.client_secret_env);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
 }  // namespace fbr::config::detail

@@ -189,6 +189,32 @@ struct StringsOrNull {
   void write(PrettyWriter& w, const std::vector<std::string>& items) const;
 };
 
+/// One file or a list of files, the first in use (a signing key while rotating: every key listed
+/// verifies and is published, the first signs); null or [] for none. Written as a string when
+/// there is one.
+struct Files {
+  void json(Reader& r, const Value& v, const std::string& path,
+            std::vector<std::string>& out) const;
+  void write(PrettyWriter& w, const std::vector<std::string>& files) const;
+};
+
+/// A non-empty array of distinct names, each one of `names`.
+struct Choices {
+  std::span<const std::string_view> names;
+
+  void json(Reader& r, const Value& v, const std::string& path,
+            std::vector<std::string>& out) const;
+  void write(PrettyWriter& w, const std::vector<std::string>& items) const;
+};
+
+/// oauth_server.clients: [{"client_id": "...", "client_secret_env": "NAME"}], ids distinct. The
+/// secret itself never appears in the file, only the variable's name.
+struct OAuthClients {
+  void json(Reader& r, const Value& v, const std::string& path,
+            std::vector<OAuthClient>& out) const;
+  void write(PrettyWriter& w, const std::vector<OAuthClient>& clients) const;
+};
+
 /// NAME -> literal or {"env": "VAR"}: the http handler's headers (`headers`: names are HTTP
 /// header names, case-insensitive) or a child's variables. A literal may be a secret: messages
 /// name its kind and check-config shows only {"env": ...} entries.

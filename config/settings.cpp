@@ -2,6 +2,7 @@
 // shown), its range or rule, its FBR_* override and whether it is required. Its default is the
 // member's initializer in config.hpp. The JSON reader, the FBR_* reader, check-config's output
 // and setting_docs() (which the README test reads) are walks over these sections.
+#include <algorithm>
 #include <array>
 #include <variant>
 
@@ -23,6 +24,9 @@ constexpr std::array<std::string_view, 2> kLogFormats = {"text", "json"};  // Lo
 constexpr std::array<std::string_view, 2> kInvalidPayloads = {"reject", "quarantine"};
 constexpr std::array<std::string_view, 2> kBackends = {"sqlite", "nats"};
 constexpr std::array<std::string_view, 2> kStores = {"ndjson", "gzip"};
+// JWS algorithms (server/support/jose.hpp has the same six): never none, never HMAC.
+constexpr std::array<std::string_view, 6> kJwsAlgorithms = {"RS256", "RS384", "PS256",
+                                                            "PS384", "ES256", "ES384"};
 
 // JetStream's duplicate window: at least a minute, at most 30 days (the server keeps every
 // Nats-Msg-Id of the window in memory).
@@ -46,6 +50,16 @@ const Checked kHandlerName{is_handler_name,
                            "a non-empty name of letters, digits, '_', '.' and '-'"};
 const Checked kHttpUrl{core::is_absolute_http_url, "an absolute http:// or https:// URL", nullptr,
                        false, core::redacted_url};
+const Checked kOptionalHttpUrl{core::is_absolute_http_url, "an absolute http:// or https:// URL",
+                               nullptr, /*nullable=*/true, core::redacted_url};
+const Checked kAuthType{
+    [](std::string_view v) { return v == "smart_backend" || v == "client_credentials"; },
+    R"("smart_backend" or "client_credentials")", nullptr, /*nullable=*/true};
+const Checked kJwsAlgorithm{
+    [](std::string_view v) {
+      return std::find(kJwsAlgorithms.begin(), kJwsAlgorithms.end(), v) != kJwsAlgorithms.end();
+    },
+    "one of RS256, RS384, PS256, PS384, ES256, ES384", nullptr, /*nullable=*/true};
 const Integer kPositiveU32{1, kMaxU32};
 const Integer kConcurrency{1, 1024};
 
@@ -114,6 +128,51 @@ const Section<Limits>& limits_settings() {
       leaf<L>("max_connections", &L::max_connections, kPositiveU32),
       leaf<L>("max_unauthenticated_body_bytes", &L::max_unauthenticated_body_bytes,
               Integer{kMinUnauthenticatedBody, kMaxUnauthenticatedBody}),
+  };
+  return section;
+}
+
+const Section<Jwt>& jwt_settings() {
+  using J = Jwt;
+  static const Section<J> section = {
+      leaf<J>("jwks_file", &J::jwks_file, OptionalText{}, {.env = "FBR_JWT_JWKS_FILE"}),
+      leaf<J>("jwks_url", &J::jwks_url, kOptionalHttpUrl, {.env = "FBR_JWT_JWKS_URL"}),
+      leaf<J>("issuer", &J::issuer, OptionalText{},
+              {.env = "FBR_JWT_ISSUER", .default_note = "required with jwt"}),
+      leaf<J>("audience", &J::audience, OptionalText{},
+              {.env = "FBR_JWT_AUDIENCE", .default_note = "required with jwt"}),
+      leaf<J>("algorithms", &J::algorithms, Choices{kJwsAlgorithms}, {.default_note = "all six"}),
+      leaf<J>("leeway_s", &J::leeway_s, Integer{0, 3600}),
+      leaf<J>("required_scope", &J::required_scope, OptionalText{}),
+      leaf<J>("jwks_refresh_s", &J::jwks_refresh_s, Integer{1, 7 * 86'400}),
+  };
+  return section;
+}
+
+const Section<OAuthServer>& oauth_server_settings() {
+  using O = OAuthServer;
+  static const Section<O> section = {
+      leaf<O>("clients", &O::clients, OAuthClients{}),
+      leaf<O>("signing_key_file", &O::signing_key_file, Files{},
+              {.default_note = "generated in data_dir"}),
+      leaf<O>("token_ttl_s", &O::token_ttl_s, Integer{1, 86'400}),
+  };
+  return section;
+}
+
+const Section<DownloadAuth>& download_auth_settings() {
+  using A = DownloadAuth;
+  static const Section<A> section = {
+      leaf<A>("type", &A::type, kAuthType),
+      leaf<A>("token_url", &A::token_url, kOptionalHttpUrl),
+      leaf<A>("fhir_base_url", &A::fhir_base_url, kOptionalHttpUrl),
+      leaf<A>("client_id", &A::client_id, OptionalText{}),
+      leaf<A>("private_key_file", &A::private_key_file, Files{}),
+      leaf<A>("kid", &A::kid, OptionalText{}),
+      leaf<A>("alg", &A::alg, kJwsAlgorithm),
+      leaf<A>("scope", &A::scope, Text{}),
+      leaf<A>("jku", &A::jku, kOptionalHttpUrl),
+      leaf<A>("client_secret_env", &A::client_secret_env, kEnvName),
   };
   return section;
 }
@@ -194,7 +253,10 @@ const Section<Config>& config_settings() {
       leaf<C>("listen", &C::listen, ListenAddress{}, {.env = "FBR_LISTEN"}),
       leaf<C>("path", &C::path, kWebhookPath, {.env = "FBR_PATH"}),
       leaf<C>("verification_tokens", &C::verification_tokens, Tokens{},
-              {.env = "FBR_VERIFICATION_TOKEN", .default_note = "required"}),
+              {.env = "FBR_VERIFICATION_TOKEN",
+               .default_note = "required without jwt or oauth_server"}),
+      group<C>("jwt", &C::jwt, jwt_settings()),
+      group<C>("oauth_server", &C::oauth_server, oauth_server_settings()),
       leaf<C>("data_dir", &C::data_dir, Text{}, {.env = "FBR_DATA_DIR"}),
       leaf<C>("max_body_bytes", &C::max_body_bytes, Integer{1, kMaxU64},
               {.env = "FBR_MAX_BODY_BYTES"}),
@@ -261,6 +323,7 @@ const Section<DownloadHandler>& type_settings<DownloadHandler>() {
   static const Section<D> section = {
       leaf<D>("dir", &D::dir, Text{}, {.required = true}),
       leaf<D>("parallel", &D::parallel, Integer{1, 64}),
+      group<D>("auth", &D::auth, download_auth_settings()),
       leaf<D>("token_env", &D::token_env, kEnvName),
       leaf<D>("token_file", &D::token_file, OptionalText{}),
       leaf<D>("token_command", &D::token_command, Argv{.nullable = true}),

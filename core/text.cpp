@@ -293,10 +293,10 @@ bool is_fhir_resource_type(std::string_view s) {
   return std::binary_search(kFhirR4ResourceTypes.begin(), kFhirR4ResourceTypes.end(), s);
 }
 
-bool is_absolute_http_url(std::string_view s) {
+std::optional<std::string_view> http_url_host(std::string_view s) {
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7F) return false;  // whitespace and control characters
+    if (u <= 0x20 || u == 0x7F) return std::nullopt;  // whitespace and control characters
   }
   std::string_view rest;
   if (s.size() >= 7 && iequals(s.substr(0, 7), "http://")) {
@@ -304,7 +304,7 @@ bool is_absolute_http_url(std::string_view s) {
   } else if (s.size() >= 8 && iequals(s.substr(0, 8), "https://")) {
     rest = s.substr(8);
   } else {
-    return false;
+    return std::nullopt;
   }
   std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
   if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
@@ -314,11 +314,11 @@ bool is_absolute_http_url(std::string_view s) {
   std::string_view port;
   if (!authority.empty() && authority.front() == '[') {  // IPv6 literal
     const auto close = authority.find(']');
-    if (close == std::string_view::npos) return false;
+    if (close == std::string_view::npos) return std::nullopt;
     host = authority.substr(1, close - 1);
     const std::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
-      if (after.front() != ':') return false;
+      if (after.front() != ':') return std::nullopt;
       port = after.substr(1);
     }
   } else {
@@ -326,8 +326,12 @@ bool is_absolute_http_url(std::string_view s) {
     host = authority.substr(0, colon);
     if (colon != std::string_view::npos) port = authority.substr(colon + 1);
   }
-  if (host.empty()) return false;
-  return std::all_of(port.begin(), port.end(), is_digit);
+  if (host.empty() || !std::all_of(port.begin(), port.end(), is_digit)) return std::nullopt;
+  return host;
+}
+
+bool is_absolute_http_url(std::string_view s) {
+  return http_url_host(s).has_value();
 }
 
 namespace {

@@ -25,6 +25,9 @@ bool is_iso8601(std::string_view s);
 bool is_fhir_resource_type(std::string_view s);
 
 /// An absolute http:// or https:// URL with a non-empty host and no whitespace or control chars.
+/// The host of an absolute http(s) URL (an IPv6 literal without its brackets), or nullopt when
+/// `s` is not one.
+std::optional<std::string_view> http_url_host(std::string_view s);
 bool is_absolute_http_url(std::string_view s);
 
 /// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).

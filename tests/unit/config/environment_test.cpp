@@ -216,7 +216,8 @@ TEST_CASE("config load_config: with no file at all defaults and the environment"
   CHECK(r.config->source_file.empty());
   CHECK(load_config("", {}).errors ==
         std::vector<std::string>{"verification_tokens: at least one token is required (set it in "
-                                 "the file or FBR_VERIFICATION_TOKEN)"});
+                                 "the file or FBR_VERIFICATION_TOKEN), unless jwt or oauth_server "
+                                 "authenticates requests"});
 }
 
 TEST_CASE("config process_environment: only the variables named FBR_something") {

@@ -75,6 +75,28 @@ TEST_CASE("config output: the defaults every key present 2-space pretty JSON") {
   "verification_tokens": [
     "<redacted>"
   ],
+  "jwt": {
+    "jwks_file": null,
+    "jwks_url": null,
+    "issuer": null,
+    "audience": null,
+    "algorithms": [
+      "RS256",
+      "RS384",
+      "PS256",
+      "PS384",
+      "ES256",
+      "ES384"
+    ],
+    "leeway_s": 60,
+    "required_scope": null,
+    "jwks_refresh_s": 3600
+  },
+  "oauth_server": {
+    "clients": [],
+    "signing_key_file": null,
+    "token_ttl_s": 300
+  },
   "data_dir": "./data",
   "max_body_bytes": 41943040,
   "invalid_payloads": "reject",
@@ -147,6 +169,18 @@ TEST_CASE("config output: a handler shows its type keys effective retry and filt
       "concurrency": 8,
       "dir": "/dl",
       "parallel": 4,
+      "auth": {
+        "type": null,
+        "token_url": null,
+        "fhir_base_url": null,
+        "client_id": null,
+        "private_key_file": null,
+        "kid": null,
+        "alg": null,
+        "scope": "system/*.read",
+        "jku": null,
+        "client_secret_env": null
+      },
       "token_env": null,
       "token_file": "/run/t",
       "token_command": null,
@@ -212,7 +246,8 @@ TEST_CASE("config examples: minimal.json loads with the token from the environme
   const std::string file = kConfigDir + "/examples/minimal.json";
   CHECK(load_config(file, {}).errors ==
         std::vector<std::string>{"verification_tokens: at least one token is required (set it in "
-                                 "the file or FBR_VERIFICATION_TOKEN)"});
+                                 "the file or FBR_VERIFICATION_TOKEN), unless jwt or oauth_server "
+                                 "authenticates requests"});
   const LoadResult r = load_config(file, {{"FBR_VERIFICATION_TOKEN", "t1,t2"}});
   INFO(test::joined(r.errors));
   REQUIRE(r.ok());

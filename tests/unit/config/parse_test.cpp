@@ -158,7 +158,7 @@ TEST_CASE("config: verification_tokens") {
 TEST_CASE("config: a token is required from the file or the environment") {
   const std::string missing =
       "verification_tokens: at least one token is required (set it in the file or "
-      "FBR_VERIFICATION_TOKEN)";
+      "FBR_VERIFICATION_TOKEN), unless jwt or oauth_server authenticates requests";
   CHECK(error_of("{}", {}) == missing);
   CHECK(error_of(R"({"verification_tokens": []})", {}) == missing);
   CHECK(error_of("{}", {{"FBR_VERIFICATION_TOKEN", " , ,"}}) == missing);
