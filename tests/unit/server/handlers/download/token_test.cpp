@@ -206,9 +206,10 @@ TEST_CASE("download: a token that cannot be had is asked for once per session") 
   s.token_command = {script.string()};
   const TokenSource source(s, "dl");
   TokenSession session(source);
-  CHECK_THROWS_WITH(session.current(), "token_command " + script.string() + ": it failed");
+  const std::string failed = "token_command " + script.string() + ": it failed";
+  CHECK_THROWS_WITH(session.current(), failed.c_str());
   // The delivery's other files fail with the same error, without running it again.
-  CHECK_THROWS_WITH(session.current(), "token_command " + script.string() + ": it failed");
+  CHECK_THROWS_WITH(session.current(), failed.c_str());
   std::ifstream in(counter);
   const std::string runs{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   CHECK(runs == "run\n");
