@@ -50,6 +50,8 @@ class Key {
   [[nodiscard]] std::string public_jwk(std::string_view kid, Alg alg) const;
   /// The private key as PKCS#8 PEM (for `keys generate`); throws for a public key.
   [[nodiscard]] std::string private_pem() const;
+  /// The public key as SubjectPublicKeyInfo PEM.
+  [[nodiscard]] std::string public_pem() const;
 
   struct Impl;
   explicit Key(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
