@@ -199,7 +199,7 @@ TEST_CASE("smart auth: 80 files in two parallel deliveries make exactly one toke
   TempDir tmp;
   TokenServer tokens;
   tokens.set_delay(std::chrono::milliseconds(300));  // every caller arrives while it is asked
-  const fs::path key_file = registered_key(tmp, tokens, ClientKey(jose::Alg::kRS256));
+  const fs::path key_file = registered_key(tmp, tokens, ClientKey(jose::Alg::kRS384));
   FileServer files;
   const auto first = protected_files(files, tokens, "one", 40);
   const auto second = protected_files(files, tokens, "two", 40);
