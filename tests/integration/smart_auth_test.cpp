@@ -61,14 +61,16 @@ std::vector<EventFile> protected_files(FileServer& files, const TokenServer& tok
   return out;
 }
 
-/// Polls until the delivery has been tried at least `attempts` times; the last row seen.
+/// Polls until the delivery has failed (retried or dead) after at least `attempts` tries; the
+/// last row seen.
 DeliveryInfo wait_attempts(const Server& server, const std::string& log_id,
                            const std::string& handler, int attempts) {
   std::optional<DeliveryInfo> last;
   const bool reached = poll_until(
       [&] {
         last = dispatch::delivery_of(server, log_id, handler);
-        return last && last->attempts >= attempts && last->state != "pending";
+        return last && last->attempts >= attempts &&
+               (last->state == "failed" || last->state == "dead");
       },
       kDeadline);
   INFO(dispatch::describe_deliveries(server));
