@@ -269,7 +269,7 @@ TEST_CASE("jose JWK: private and public, and the JWKs refused") {
   CHECK_THROWS_AS(Key::parse(R"({"kty":"EC","use":"enc")" + no_alg.substr(11)), std::runtime_error);
 }
 
-TEST_CASE("jose KeySet: usable keys kept, the others skipped; not a JWKS throws") {
+TEST_CASE("jose KeySet: usable keys kept, the others skipped and not a JWKS throws") {
   const Key rsa = Key::generate(Alg::kRS256);
   const Key p384 = Key::generate(Alg::kES384);
   const Key p256 = Key::generate(Alg::kES256);
