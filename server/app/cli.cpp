@@ -112,17 +112,34 @@ int run_cli(int argc, char** argv) {
       ->required();
   replay_cmd->add_option("--handler", replay_handler, "only this handler (default: all of them)");
 
+  std::string key_alg;
+  std::string key_out;
+  bool key_force = false;
+  auto* keys_cmd = app.add_subcommand("keys", "signing keys for SMART Backend Services");
+  keys_cmd->require_subcommand(1);
+  auto* keys_generate_cmd = keys_cmd->add_subcommand(
+      "generate", "write a new private key (PKCS#8 PEM, mode 0600) and print its public JWKS");
+  keys_generate_cmd
+      ->add_option("--alg", key_alg, "ES384 or RS384 (also ES256, RS256, PS256, PS384)")
+      ->required();
+  keys_generate_cmd->add_option("--out", key_out, "the private key file to create")
+      ->required()
+      ->option_text("FILE");
+  keys_generate_cmd->add_flag("--force", key_force, "replace an existing file");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::cerr << "fhir-bulk-receiver: " << e.what() << "\n";
-    std::cerr << "usage: fhir-bulk-receiver [serve|check-config|validate|send|events|replay] "
+    std::cerr << "usage: fhir-bulk-receiver "
+                 "[serve|check-config|validate|send|events|replay|keys generate] "
                  "[--config FILE] ... (see --help)\n";
     return kExitUsage;
   }
 
   if (*validate_cmd) return validate(files);
+  if (*keys_generate_cmd) return keys_generate(key_alg, key_out, key_force);
   if (*send_cmd) {
     const auto send_with = send_token(token, token_env);
     return send_with ? send(url, *send_with, send_file) : kExitUsage;

@@ -19,6 +19,8 @@ int validate(const std::vector<std::string>& files);
 int send(const std::string& url, const std::string& token, const std::string& file);
 int events(const config::Config& config, const std::string& log_id, int limit, bool json);
 int replay(const config::Config& config, const std::string& log_id, const std::string& handler);
+/// `keys generate`: a new private key (PKCS#8 PEM, mode 0600) in `out`, its JWKS on stdout.
+int keys_generate(const std::string& alg, const std::string& out, bool force);
 
 /// Parses the command line and runs the chosen subcommand.
 int run_cli(int argc, char** argv);

@@ -560,7 +560,10 @@ void FileServer::serve(int fd) {
             return q.path == request.path &&
                    (!r.bearer || q.header("authorization") == "Bearer " + *r.bearer);
           }));
-      if (r.bearer && authorization != "Bearer " + *r.bearer) {
+      const bool checked =
+          !r.bearer_check || (authorization && authorization->starts_with("Bearer ") &&
+                              r.bearer_check(std::string_view(*authorization).substr(7)));
+      if ((r.bearer && authorization != "Bearer " + *r.bearer) || !checked) {
         status = 401;
         headers.emplace_back("WWW-Authenticate", "Bearer");
         body = R"({"error":"unauthorized"})";

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -132,7 +133,10 @@ struct Resource {
   bool ignores_range = false;    ///< announces ranges (above) but answers every Range with 200
   std::vector<int> statuses;     ///< the first requests get these statuses, in order, no body
   std::optional<int> retry_after_s;
-  std::optional<std::string> bearer;    ///< 401 unless "Authorization: Bearer <this>"
+  std::optional<std::string> bearer;  ///< 401 unless "Authorization: Bearer <this>"
+  /// 401 unless "Authorization: Bearer <token>" with bearer_check(token) true (e.g. a token the
+  /// SMART test token server issued and has not revoked).
+  std::function<bool(std::string_view)> bearer_check;
   std::optional<std::size_t> cut_at;    ///< the first body answer closes after this many bytes
   std::optional<std::size_t> stall_at;  ///< the first body answer waits here until release()
   std::string redirect_to;              ///< 302 to this URL instead
@@ -156,6 +160,10 @@ struct Resource {
   }
   Resource& with_bearer(std::string token) {
     bearer = std::move(token);
+    return *this;
+  }
+  Resource& with_bearer_check(std::function<bool(std::string_view)> check) {
+    bearer_check = std::move(check);
     return *this;
   }
   Resource& cut_after(std::size_t bytes) {

@@ -149,7 +149,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
   const bool needs_token = event.requires_access_token.value_or(false);
   if (needs_token && !tokens_.configured()) {
     return Outcome::dead("the event's requiresAccessToken is true, but handler " + name() +
-                         " has no token_env, token_file or token_command");
+                         " has no token_env, token_file, token_command or auth");
   }
 
   const std::filesystem::path event_dir =

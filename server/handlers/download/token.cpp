@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "server/handlers/download/token_endpoint.hpp"
 #include "server/support/posix.hpp"
 #include "server/support/process.hpp"
 
@@ -34,7 +35,10 @@ TokenSource::TokenSource(const config::DownloadHandler& settings, const std::str
       command_(settings.token_command),
       command_env_(process::resolve_environment(settings.token_command_env,
                                                 "handler " + handler + ": token_command_env")) {
-  if (!settings.token_env.empty()) {
+  if (settings.auth.enabled()) {
+    description_ = "auth " + settings.auth.type;
+    endpoint_ = std::make_shared<TokenEndpoint>(settings, handler);
+  } else if (!settings.token_env.empty()) {
     description_ = "token_env " + settings.token_env;
     const char* value = std::getenv(settings.token_env.c_str());
     if (value == nullptr) {
@@ -54,11 +58,29 @@ TokenSource::TokenSource(const config::DownloadHandler& settings, const std::str
   }
 }
 
+TokenSource::~TokenSource() = default;
+
 bool TokenSource::configured() const {
-  return !env_token_.empty() || !file_.empty() || !command_.empty();
+  return endpoint_ != nullptr || !env_token_.empty() || !file_.empty() || !command_.empty();
 }
 
-std::string TokenSource::fetch() const {
+TokenSource::Token TokenSource::fetch_token() const {
+  if (endpoint_) {
+    auto token = endpoint_->get();
+    return {std::move(token.value), token.serial};
+  }
+  return {read_token(), 1};
+}
+
+TokenSource::Token TokenSource::renew(const Token& refused) const {
+  if (endpoint_) {
+    auto token = endpoint_->renew(refused.generation);
+    return {std::move(token.value), token.serial};
+  }
+  return {read_token(), refused.generation + 1};
+}
+
+std::string TokenSource::read_token() const {
   if (!env_token_.empty()) return env_token_;
   if (!file_.empty()) {
     std::ifstream in(file_, std::ios::binary);
@@ -101,21 +123,31 @@ std::string TokenSource::fetch() const {
     }
     return *token;
   }
-  throw std::runtime_error("no token_env, token_file or token_command is configured");
+  throw std::runtime_error("no token_env, token_file, token_command or auth is configured");
 }
 
 TokenSession::Token TokenSession::current() {
   std::lock_guard lock(mutex_);
-  if (!token_) token_ = Token{source_.fetch(), 1};
+  if (failure_) std::rethrow_exception(failure_);
+  // A token endpoint's token is asked for at each use: the handler's cache answers, and renews
+  // it before it expires, also in a delivery that outlasts it.
+  if (!token_ || source_.caches()) {
+    try {
+      token_ = source_.fetch_token();
+    } catch (...) {
+      failure_ = std::current_exception();
+      throw;
+    }
+  }
   return *token_;
 }
 
-std::optional<TokenSession::Token> TokenSession::renew_after_401(int generation) {
+std::optional<TokenSession::Token> TokenSession::renew_after_401(std::uint64_t generation) {
   std::lock_guard lock(mutex_);
   if (token_ && token_->generation != generation) return *token_;  // another thread renewed it
-  if (!source_.renewable() || renewed_) return std::nullopt;
+  if (!source_.renewable() || renewed_ || !token_) return std::nullopt;
   renewed_ = true;
-  token_ = Token{source_.fetch(), generation + 1};
+  token_ = source_.renew(*token_);
   return *token_;
 }
 

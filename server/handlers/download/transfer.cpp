@@ -21,6 +21,17 @@ namespace fbr::server::download {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+/// A token that cannot be had is worth another attempt, unless the egress policy refused the
+/// token endpoint (TokenError::permanent).
+Failure token_failure(const std::exception& e) {
+  const auto* token = dynamic_cast<const TokenError*>(&e);
+  return token != nullptr && token->permanent() ? Failure::kPermanent : Failure::kTransient;
+}
+
+}  // namespace
+
 Verdict verdict_of(long status) {
   if (status == 200 || status == 206) return Verdict::kBody;
   if (status == 401) return Verdict::kRenewToken;
@@ -196,7 +207,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
         try {
           bearer = event.token->current();
         } catch (const std::exception& e) {
-          return fail(Failure::kTransient, std::string("access token: ") + e.what());
+          return fail(token_failure(e), std::string("access token: ") + e.what());
         }
         headers->add("Authorization: Bearer " + bearer->value);
       }
@@ -282,7 +293,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
           try {
             renewed = event.token->renew_after_401(bearer->generation);
           } catch (const std::exception& e) {
-            return fail(Failure::kTransient, answer + "; renewing the access token: " + e.what());
+            return fail(token_failure(e), answer + "; renewing the access token: " + e.what());
           }
           if (!renewed)
             return fail(Failure::kTransient, answer + " (the access token was refused)");

@@ -269,7 +269,7 @@ TEST_CASE("jose JWK: private and public, and the JWKs refused") {
   CHECK_THROWS_AS(Key::parse(R"({"kty":"EC","use":"enc")" + no_alg.substr(11)), std::runtime_error);
 }
 
-TEST_CASE("jose KeySet: usable keys kept, the others skipped; not a JWKS throws") {
+TEST_CASE("jose KeySet: usable keys kept, the others skipped and not a JWKS throws") {
   const Key rsa = Key::generate(Alg::kRS256);
   const Key p384 = Key::generate(Alg::kES384);
   const Key p256 = Key::generate(Alg::kES256);
@@ -289,9 +289,13 @@ TEST_CASE("jose KeySet: usable keys kept, the others skipped; not a JWKS throws"
     jwk.RemoveMember("alg");
     rapidjson::Document extra;
     extra.Parse(("{" + member + "}").c_str());
+    // Deep copies: extra's strings live in extra's allocator, which goes first.
     for (auto& m : extra.GetObject())
-      jwk.AddMember(m.name, m.value, a);
-    return jwk;
+      jwk.AddMember(rapidjson::Value(m.name, a), rapidjson::Value(m.value, a), a);
+    rapidjson::StringBuffer b;
+    rapidjson::Writer<rapidjson::StringBuffer> w(b);
+    jwk.Accept(w);
+    return std::string(b.GetString(), b.GetSize());
   };
   std::string doc = R"({"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"oct"},)";
   doc += rsa.public_jwk("rsa", Alg::kRS256) + ",";
@@ -304,10 +308,7 @@ TEST_CASE("jose KeySet: usable keys kept, the others skipped; not a JWKS throws"
            {"hs256", R"("alg":"HS256")"},
            {"ops", R"("key_ops":["encrypt"])"},
            {"es256", R"("alg":"ES256","key_ops":["verify"])"}}) {
-    rapidjson::StringBuffer b;
-    rapidjson::Writer<rapidjson::StringBuffer> w(b);
-    p256_with(kid, member).Accept(w);
-    doc += std::string(b.GetString()) + ",";
+    doc += p256_with(kid, member) + ",";
   }
   // No kid: found by its thumbprint.
   doc += R"({"kty":"EC","crv":"P-256","x":")" + std::string(json(p256_jwk)["x"].GetString()) +

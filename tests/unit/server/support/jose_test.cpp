@@ -136,7 +136,7 @@ TEST_CASE("jose sign and verify: a round trip for each of the six algorithms") {
   }
 }
 
-TEST_CASE("jose sign: no kid or jku in the header when empty; refuses what it cannot sign") {
+TEST_CASE("jose sign: no kid or jku in the header when empty and it refuses what it cannot sign") {
   const Key& key = test_key(Alg::kES256);
   const auto token = sign(key, opts(Alg::kES256), R"({"exp":1})");
   const auto header = base64url_decode(parts_of(token)[0]);
@@ -327,7 +327,7 @@ TEST_CASE("jose claims: exp, nbf and iat at the leeway's edges") {
   CHECK(check_claims(c, rules, kNow) == Failure::kNotYetValid);
 }
 
-TEST_CASE("jose claims: issuer, audience and scope; empty rules are not checked") {
+TEST_CASE("jose claims: issuer, audience and scope with empty rules not checked") {
   Claims c;
   c.exp = kNow + 10;
   c.iss = "https://ehr.example";

@@ -196,5 +196,56 @@ TEST_CASE("download: a failing token_command reports its stderr never its stdout
             .starts_with("token_command " + s.token_command[0] + ": cannot run it: "));
 }
 
+TEST_CASE("download: a token that cannot be had is asked for once per session") {
+  TempDir tmp;
+  const fs::path counter = tmp.path / "runs";
+  const fs::path script = tmp.path / "token.sh";
+  write(script, "#!/bin/sh\necho run >> '" + counter.string() + "'\nexit 3\n",
+        fs::perms::owner_all);
+  auto s = settings();
+  s.token_command = {script.string()};
+  const TokenSource source(s, "dl");
+  TokenSession session(source);
+  const std::string failed = "token_command " + script.string() + ": it failed";
+  CHECK_THROWS_WITH(session.current(), failed.c_str());
+  // The delivery's other files fail with the same error, without running it again.
+  CHECK_THROWS_WITH(session.current(), failed.c_str());
+  std::ifstream in(counter);
+  const std::string runs{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  CHECK(runs == "run\n");
+}
+
+TEST_CASE("download: auth names the handler when its key or secret is unusable") {
+  TempDir tmp;
+  auto s = settings();
+  s.auth.type = "smart_backend";
+  s.auth.token_url = "https://ehr.example/token";
+  s.auth.client_id = "c";
+  s.auth.private_key_file = {(tmp.path / "missing.pem").string()};
+  try {
+    const TokenSource source(s, "dl");
+    FAIL("no error");
+  } catch (const std::exception& e) {
+    CHECK(std::string(e.what()).starts_with("handler dl: auth private_key_file " +
+                                            (tmp.path / "missing.pem").string() + ": "));
+  }
+  auto c = settings();
+  c.auth.type = "client_credentials";
+  c.auth.token_url = "https://ehr.example/token";
+  c.auth.client_id = "c";
+  c.auth.client_secret_env = "FBR_TEST_UNSET_CLIENT_SECRET";
+  ::unsetenv("FBR_TEST_UNSET_CLIENT_SECRET");
+  CHECK_THROWS_WITH(TokenSource(c, "dl"),
+                    "handler dl: auth client_secret_env names the environment variable "
+                    "FBR_TEST_UNSET_CLIENT_SECRET, which is not set");
+  ::setenv("FBR_TEST_CLIENT_SECRET_SET", "secret", 1);
+  c.auth.client_secret_env = "FBR_TEST_CLIENT_SECRET_SET";
+  const TokenSource source(c, "dl");
+  ::unsetenv("FBR_TEST_CLIENT_SECRET_SET");
+  CHECK(source.configured());
+  CHECK(source.renewable());
+  CHECK(source.description() == "auth client_credentials");
+}
+
 }  // namespace
 }  // namespace fbr::server::download
