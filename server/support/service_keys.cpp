@@ -30,6 +30,8 @@ jose::Alg alg_for(const jose::Key& key, const std::string& name, const std::stri
 }
 
 /// The download handlers' SMART Backend Services keys: the first one's kid is auth.kid when set.
+/// A key that cannot be read or does not fit its alg is left out: the handler itself refuses it
+/// at start or reload, with its own message (it owns those settings).
 void add_download_keys(const config::Config& config, std::vector<jose::PublishedKey>& out) {
   for (const auto& handler : config.handlers) {
     const auto* download = std::get_if<config::DownloadHandler>(&handler.settings);
@@ -38,9 +40,13 @@ void add_download_keys(const config::Config& config, std::vector<jose::Published
     for (std::size_t i = 0; i < auth.private_key_file.size(); ++i) {
       const std::string what = "handlers." + handler.name + ".auth.private_key_file[" +
                                std::to_string(i) + "] " + auth.private_key_file[i];
-      jose::Key key = key_from(auth.private_key_file[i], what);
-      const std::string kid = (i == 0 && !auth.kid.empty()) ? auth.kid : key.kid();
-      out.push_back({key, kid, alg_for(key, auth.alg, what)});
+      try {
+        jose::Key key = key_from(auth.private_key_file[i], what);
+        const std::string kid = (i == 0 && !auth.kid.empty()) ? auth.kid : key.kid();
+        out.push_back({key, kid, alg_for(key, auth.alg, what)});
+      } catch (const std::runtime_error&) {
+        continue;
+      }
     }
   }
 }

@@ -159,6 +159,10 @@ TEST_CASE("jwt: a key the identity provider has just published passes on its fir
   CHECK(post_status(server, rotated) == 200);
   CHECK(post_status(server, signed_jwt(old_key, "2025", jose::Alg::kES256)) == 200);
   CHECK(journal_count(server, "events") == 3);
+  // The JWKS thread ends with the service: a clean exit, at once.
+  const auto stopping = std::chrono::steady_clock::now();
+  CHECK(server.terminate() == 0);
+  CHECK(ms_since(stopping) < 3000);
   check_log_free_of(server, {rotated});
 }
 
@@ -184,6 +188,7 @@ TEST_CASE("jwt: a JWKS URL that goes down keeps the last keys - a warning names 
   // A new token (not one the cache knows) still verifies against the kept keys.
   CHECK(post_status(server, signed_jwt(key, "idp-1", jose::Alg::kES384)) == 200);
   CHECK(journal_count(server, "events") == 3);
+  CHECK(server.terminate() == 0);
 }
 
 TEST_CASE(

@@ -272,3 +272,32 @@ TEST_CASE(
   pem_lines.push_back(kSecret);
   check_log_free_of(server, pem_lines);
 }
+
+TEST_CASE(
+    "oauth_server: a reload rebuilds authentication - an unset secret variable refuses it, a "
+    "removed endpoint stops its tokens") {
+  TempDir dir;
+  ServerConfig config = oauth_config({}, true);
+  Server server(dir, config);
+  INFO("server log tail:\n", server.log_tail());
+  const std::string token = issued_token(http(server.port(), post_form("redox", kSecret)));
+  CHECK(post_status(server, token) == 200);
+
+  ServerConfig unset = config;
+  unset.extra_members =
+      R"("oauth_server": {"clients": [{"client_id": "redox", "client_secret_env": "FBR_NOT_SET_ANYWHERE"}]})";
+  write_file(server.config_path(), config_json(unset, server.data_dir()));
+  REQUIRE(::kill(server.pid(), SIGHUP) == 0);
+  CHECK(server.wait_for_line({"reload_refused", "FBR_NOT_SET_ANYWHERE"}).has_value());
+  CHECK(post_status(server, token) == 200);
+
+  ServerConfig tokens_only;
+  write_file(server.config_path(), config_json(tokens_only, server.data_dir()));
+  REQUIRE(::kill(server.pid(), SIGHUP) == 0);
+  CHECK(server.wait_for_log("reloaded"));
+  CHECK(post_status(server, token) == 401);
+  CHECK(http(server.port(), post_form("redox", kSecret)).status == 404);
+  CHECK(http(server.port(), post_event(event_with_log_id(new_log_id()))).status == 200);
+  CHECK(server.terminate() == 0);
+  check_log_free_of(server, {kSecret, token});
+}
