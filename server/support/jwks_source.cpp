@@ -100,6 +100,9 @@ void JwksSource::fetch_once() {
   if (auto body = download(error)) {
     try {
       auto parsed = std::make_shared<const jose::KeySet>(jose::KeySet::parse(*body));
+      // An empty set would refuse every token: an answer without a usable key is kept out like
+      // any other bad answer.
+      if (parsed->empty()) throw std::runtime_error("no key to verify signatures with");
       const auto count = static_cast<std::int64_t>(parsed->size());
       keys_.store(std::move(parsed));
       log_.debug("jwks_fetched",

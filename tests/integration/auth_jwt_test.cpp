@@ -179,6 +179,13 @@ TEST_CASE("jwt: a JWKS URL that goes down keeps the last keys - a warning names 
   idp.put("/jwks.json", Resource("<html>maintenance</html>"));
   CHECK(server.wait_for_line({"jwks_fetch_failed", "not a JWKS"}, 10s).has_value());
   CHECK(post_status(server, signed_jwt(key, "idp-1", jose::Alg::kES384)) == 200);
+  // A JWKS without a usable key, and one over 1 MiB: kept out the same way.
+  idp.put("/jwks.json", Resource(R"({"keys": []})"));
+  CHECK(server.wait_for_line({"jwks_fetch_failed", "no key to verify"}, 10s).has_value());
+  idp.put("/jwks.json",
+          Resource(R"({"keys": [], "padding": ")" + std::string(1 << 20, 'x') + R"("})"));
+  CHECK(server.wait_for_line({"jwks_fetch_failed", "1048576 bytes"}, 10s).has_value());
+  CHECK(post_status(server, signed_jwt(key, "idp-1", jose::Alg::kES384)) == 200);
 
   const std::string where = idp.url("/jwks.json");
   idp.stop();
@@ -187,7 +194,7 @@ TEST_CASE("jwt: a JWKS URL that goes down keeps the last keys - a warning names 
   CHECK(server.wait_for_line({"jwks_fetch_failed", where.substr(host_at)}, 10s).has_value());
   // A new token (not one the cache knows) still verifies against the kept keys.
   CHECK(post_status(server, signed_jwt(key, "idp-1", jose::Alg::kES384)) == 200);
-  CHECK(journal_count(server, "events") == 3);
+  CHECK(journal_count(server, "events") == 4);
   CHECK(server.terminate() == 0);
 }
 
