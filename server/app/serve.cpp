@@ -136,7 +136,16 @@ int serve(const config::Config& config) {
                     .add("journal", config.journal.backend);
   for (const auto& [name, value] : backend->location())
     fields.add(name, value);
-  fields.add("tls", config.tls.enabled())
+  // Which ways in are open, so an operator sees at start what Redox must send (no secret: names).
+  std::string auth_methods;
+  for (const auto& [on, name] :
+       {std::pair{!config.verification_tokens.empty(), "verification_tokens"},
+        std::pair{config.jwt.enabled(), "jwt"},
+        std::pair{config.oauth_server.enabled(), "oauth_server"}}) {
+    if (on) auth_methods += (auth_methods.empty() ? "" : ",") + std::string(name);
+  }
+  fields.add("auth", auth_methods)
+      .add("tls", config.tls.enabled())
       .add("handlers", static_cast<std::int64_t>(config.handlers.size()))
       .add("version", FBR_VERSION);
   log.info("listening", fields);

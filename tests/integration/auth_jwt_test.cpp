@@ -207,6 +207,8 @@ TEST_CASE(
   Server server(dir, jwt_config(R"("jwks_file": ")" + (dir.path() / "jwks.json").string() + "\"",
                                 R"("required_scope": "redox/webhook")", true));
   INFO("server log tail:\n", server.log_tail());
+  // The start line names the ways in that are open (names only, no secret).
+  CHECK(server.wait_for_line({"listening", "auth=verification_tokens,jwt "}).has_value());
 
   TestClaims scoped;
   scoped.scope = "openid redox/webhook";

@@ -99,6 +99,7 @@ TEST_CASE(
   TempDir dir;
   Server server(dir, oauth_config());
   INFO("server log tail:\n", server.log_tail());
+  CHECK(server.wait_for_line({"listening", "oauth_server"}).has_value());
 
   const std::string by_post = issued_token(http(server.port(), post_form("redox", kSecret)));
   const std::string by_basic = issued_token(http(server.port(), basic_form("redox", kSecret)));
