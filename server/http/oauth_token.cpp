@@ -4,37 +4,20 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <boost/url/encoding_opts.hpp>
+#include <boost/url/pct_string_view.hpp>
 
 #include "core/text.hpp"
 
 namespace fbr::server {
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
+/// application/x-www-form-urlencoded text decoded (%XX, '+' is a space); nullopt when a '%' is
+/// not followed by two hex digits.
 std::optional<std::string> form_decode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] != '%') {
-      out += text[i];
-    } else {
-      if (i + 2 >= text.size()) return std::nullopt;
-      const int hi = hex_value(text[i + 1]);
-      const int lo = hex_value(text[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    }
-  }
-  return out;
+  const auto pct = boost::urls::make_pct_string_view(text);
+  if (!pct) return std::nullopt;
+  return pct->decode(boost::urls::encoding_opts(/*space_as_plus=*/true));
 }
 
 /// RFC 6749 §5.2: {"error": code}, no-store, and the Basic challenge when Basic was tried.

@@ -68,24 +68,37 @@ void sync_dir(const std::filesystem::path& dir) {
   sync(fd.get(), dir.string());
 }
 
-void write_file_atomically(const std::filesystem::path& dir, std::string_view name,
-                           std::string_view bytes) {
+bool write_file_atomically(const std::filesystem::path& dir, std::string_view name,
+                           std::string_view bytes, Existing existing) {
   const std::filesystem::path target = dir / name;
   // Hidden while incomplete, so a consumer watching the folder never sees a partial file.
   const std::filesystem::path temp =
       dir / ("." + std::string(name) + "." + random_suffix() + ".tmp");
   Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) throw_errno("create " + temp.string());
+  bool written = true;
   try {
+    // The umask can only take bits away; this makes it exactly owner read/write.
+    if (::fchmod(fd.get(), 0600) != 0) throw_errno("chmod " + temp.string());
     write_all(fd.get(), bytes, "write " + temp.string());
     sync(fd.get(), temp.string());
     if (::close(fd.release()) != 0) throw_errno("close " + temp.string());
-    if (::rename(temp.c_str(), target.c_str()) != 0) throw_errno("rename to " + target.string());
+    if (existing == Existing::kReplace) {
+      if (::rename(temp.c_str(), target.c_str()) != 0) throw_errno("rename to " + target.string());
+    } else {
+      // link() never replaces: whatever is at the name (a file, a symlink) stays, untouched.
+      if (::link(temp.c_str(), target.c_str()) != 0) {
+        if (errno != EEXIST) throw_errno("link to " + target.string());
+        written = false;
+      }
+      ::unlink(temp.c_str());
+    }
   } catch (...) {
     ::unlink(temp.c_str());
     throw;
   }
   sync_dir(dir);
+  return written;
 }
 
 void make_private_dirs(const std::filesystem::path& dir) {

@@ -56,11 +56,14 @@ void sync(int fd, std::string_view what);
 /// fsyncs a directory so that a create/rename/truncate inside it is durable; throws.
 void sync_dir(const std::filesystem::path& dir);
 
+/// What write_file_atomically does when something is already at the name.
+enum class Existing { kReplace, kKeep };
 /// Writes `bytes` to dir/name atomically: a hidden temp file (".<name>.<random>.tmp", 0600),
-/// fsync, rename over the name, fsync of the directory; the temp file is removed on failure.
-/// Throws.
-void write_file_atomically(const std::filesystem::path& dir, std::string_view name,
-                           std::string_view bytes);
+/// fsync, then rename over the name (kReplace) or link to it only when nothing is there (kKeep:
+/// false, nothing changed, when something was), fsync of the directory; the temp file is removed
+/// in every case. Throws.
+bool write_file_atomically(const std::filesystem::path& dir, std::string_view name,
+                           std::string_view bytes, Existing existing = Existing::kReplace);
 
 /// mkdir -p, creating missing directories with mode 0700 (owner-only); throws.
 void make_private_dirs(const std::filesystem::path& dir);

@@ -1,13 +1,8 @@
 #include "server/support/service_keys.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <stdexcept>
 #include <system_error>
 
-#include "server/support/ids.hpp"
 #include "server/support/posix.hpp"
 
 namespace fbr::server {
@@ -59,28 +54,15 @@ jose::Key load_or_generate_key(const std::filesystem::path& file) {
   if (std::filesystem::exists(file, ec)) return key_from(file.string(), what);
   std::filesystem::create_directories(file.parent_path(), ec);
   const jose::Key key = jose::Key::generate(jose::Alg::kES384);
-  const std::filesystem::path temp =
-      file.parent_path() / ("." + file.filename().string() + "." + new_uuid() + ".tmp");
-  {
-    posix::Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) throw std::runtime_error(what + ": " + posix::errno_text(errno));
-    try {
-      posix::write_all(fd.get(), key.private_pem(), what);
-      posix::sync(fd.get(), what);
-    } catch (...) {
-      posix::unlink_if_present(temp);
-      throw;
-    }
+  // Never over a key another start wrote meanwhile: then that one is the key.
+  bool written = false;
+  try {
+    written = posix::write_file_atomically(file.parent_path(), file.filename().string(),
+                                           key.private_pem(), posix::Existing::kKeep);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(what + ": " + e.what());
   }
-  // link() does not replace: when another start won the race, its key is the one.
-  const int linked = ::link(temp.c_str(), file.c_str());
-  const int link_errno = errno;
-  posix::unlink_if_present(temp);
-  if (linked != 0 && link_errno != EEXIST) {
-    throw std::runtime_error(what + ": " + posix::errno_text(link_errno));
-  }
-  posix::sync_dir(file.parent_path());
-  return linked == 0 ? key : key_from(file.string(), what);
+  return written ? key : key_from(file.string(), what);
 }
 
 ServiceKeys ServiceKeys::load(const config::Config& config) {

@@ -3,6 +3,8 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <cctype>
 
 #include "core/text.hpp"
@@ -99,19 +101,8 @@ std::string EndpointRequest::shown() const {
 }
 
 std::string form_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 0x0f];
-    }
-  }
-  return out;
+  // Everything but RFC 3986's unreserved characters as %XX: valid in a form and in Basic's halves.
+  return boost::urls::encode(text, boost::urls::unreserved_chars);
 }
 
 EndpointAnswer call_endpoint(const EndpointClient& client, const EndpointRequest& request) {

@@ -54,6 +54,7 @@ TEST_CASE("oauth token: parse_form decodes + and %XX - a broken escape is refuse
   CHECK((*form)[2] == std::pair<std::string, std::string>{"e", ""});
   CHECK_FALSE(parse_form("a=%4").has_value());
   CHECK_FALSE(parse_form("a=%zz").has_value());
+  CHECK_FALSE(parse_form("a=%4").has_value());
 }
 
 TEST_CASE(
