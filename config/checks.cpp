@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <variant>
 
+#include "config/text.hpp"
 #include "core/text.hpp"
 #include "core/url.hpp"
 
@@ -28,6 +29,22 @@ bool plain_http_off_loopback(std::string_view url) {
   const auto host = core::http_url_host(url);
   return !host ||
          !(core::lower_ascii(*host) == "localhost" || host->starts_with("127.") || *host == "::1");
+}
+
+void check_admin(const Admin& admin, std::vector<std::string>& errors) {
+  if (reported(errors, "admin") || reported(errors, "FBR_ADMIN_")) return;
+  if (admin.tls.cert_file.empty() != admin.tls.key_file.empty()) {
+    errors.emplace_back(
+        "admin.tls: cert_file and key_file must be set together (or FBR_ADMIN_TLS_CERT_FILE and "
+        "FBR_ADMIN_TLS_KEY_FILE)");
+  }
+  if (admin.enabled() && admin.tokens.empty() && !admin.loopback()) {
+    errors.emplace_back(
+        "admin.tokens: at least one token is required when admin.listen is not a loopback "
+        "address (" +
+        format_listen(*admin.listen) +
+        "): the console shows protected health information (or FBR_ADMIN_TOKENS)");
+  }
 }
 
 void check_jwt(const Jwt& jwt, std::vector<std::string>& errors) {
@@ -137,6 +154,20 @@ void check_concurrency(Reader& r, const std::string& path, Config& config) {
   }
 }
 
+}  // namespace fbr::config::detail
+
+namespace fbr::config {
+
+bool Admin::loopback() const {
+  if (!listen) return false;
+  const std::string host = core::lower_ascii(listen->host);
+  return host == "localhost" || host.starts_with("127.") || host == "::1";
+}
+
+}  // namespace fbr::config
+
+namespace fbr::config::detail {
+
 void check_effective(const Config& config, std::vector<std::string>& errors) {
   if (config.verification_tokens.empty() && !config.jwt.enabled() &&
       !config.oauth_server.enabled() && !reported(errors, "verification_tokens") &&
@@ -153,6 +184,7 @@ void check_effective(const Config& config, std::vector<std::string>& errors) {
         "tls: cert_file and key_file must be set together (or FBR_TLS_CERT_FILE and "
         "FBR_TLS_KEY_FILE)");
   }
+  check_admin(config.admin, errors);
   if (config.journal.backend == "nats" && config.journal.nats.servers.empty() &&
       !reported(errors, "journal.nats.servers") && !reported(errors, "FBR_JOURNAL_NATS_SERVERS")) {
     errors.emplace_back(

@@ -28,6 +28,18 @@ struct Tls {
   [[nodiscard]] bool enabled() const { return !cert_file.empty(); }
 };
 
+/// The admin listener: the event console (its page and JSON API), /metrics and the detailed
+/// readiness, apart from the webhook listener Redox reaches. Off unless `listen` is set.
+struct Admin {
+  std::optional<Listen> listen;         ///< none = off; port 0 = any free port (logged)
+  std::vector<std::string> tokens;      ///< required unless `listen` is a loopback address
+  Tls tls;                              ///< empty: the top-level tls (if any)
+  std::uint64_t session_ttl_s = 43200;  ///< a console login's cookie lifetime (12 h)
+  [[nodiscard]] bool enabled() const { return listen.has_value(); }
+  /// A loopback address: 127.0.0.0/8, ::1 or localhost.
+  [[nodiscard]] bool loopback() const;
+};
+
 struct Log {
   std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
   LogFormat format = LogFormat::kText;
@@ -198,6 +210,7 @@ struct Config {
   std::uint64_t max_body_bytes = 41'943'040;  ///< 40 MiB, Redox's data-model limit
   InvalidPayloads invalid_payloads = InvalidPayloads::kReject;
   Tls tls;
+  Admin admin;
   Log log;
   Limits limits;
   core::RetryPolicy retry;

@@ -160,6 +160,30 @@ void ListenAddress::write(PrettyWriter& w, const Listen& value) const {
   put(w, format_listen(value));
 }
 
+void OptionalListenAddress::json(Reader& r, const Value& v, const std::string& path,
+                                 std::optional<Listen>& out) const {
+  if (v.IsNull() || (v.IsString() && v.GetStringLength() == 0)) {
+    out.reset();
+    return;
+  }
+  Listen listen;
+  ListenAddress{}.json(r, v, path, listen);
+  out = listen;
+}
+Messages OptionalListenAddress::env(std::string_view text, std::optional<Listen>& out) const {
+  if (text.empty()) {
+    out.reset();
+    return {};
+  }
+  Listen listen;
+  auto messages = ListenAddress{}.env(text, listen);
+  if (messages.empty()) out = listen;
+  return messages;
+}
+void OptionalListenAddress::write(PrettyWriter& w, const std::optional<Listen>& value) const {
+  put_or_null(w, value ? format_listen(*value) : "");
+}
+
 void Choice::json(Reader& r, const Value& v, const std::string& path, std::string& out) const {
   r.choice(v, path, out, names);
 }

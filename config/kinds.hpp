@@ -92,6 +92,13 @@ struct ListenAddress {
   void write(PrettyWriter& w, const Listen& value) const;
 };
 
+/// admin.listen: "host:port" like ListenAddress, or "" / null for none (off).
+struct OptionalListenAddress {
+  void json(Reader& r, const Value& v, const std::string& path, std::optional<Listen>& out) const;
+  Messages env(std::string_view text, std::optional<Listen>& out) const;
+  void write(PrettyWriter& w, const std::optional<Listen>& value) const;
+};
+
 /// One of `names`, kept as the name.
 struct Choice {
   std::span<const std::string_view> names;

@@ -76,6 +76,28 @@ const Section<Tls>& tls_settings() {
   return section;
 }
 
+const Section<Tls>& admin_tls_settings() {
+  static const Section<Tls> section = {
+      leaf<Tls>("cert_file", &Tls::cert_file, OptionalText{},
+                {.env = "FBR_ADMIN_TLS_CERT_FILE", .default_note = "tls.cert_file"}),
+      leaf<Tls>("key_file", &Tls::key_file, OptionalText{},
+                {.env = "FBR_ADMIN_TLS_KEY_FILE", .default_note = "tls.key_file"}),
+  };
+  return section;
+}
+
+const Section<Admin>& admin_settings() {
+  static const Section<Admin> section = {
+      leaf<Admin>("listen", &Admin::listen, OptionalListenAddress{},
+                  {.env = "FBR_ADMIN_LISTEN", .default_note = "off"}),
+      leaf<Admin>("tokens", &Admin::tokens, Tokens{},
+                  {.env = "FBR_ADMIN_TOKENS", .default_note = "required off loopback"}),
+      group<Admin>("tls", &Admin::tls, admin_tls_settings()),
+      leaf<Admin>("session_ttl_s", &Admin::session_ttl_s, Integer{60, 30ULL * 24 * 3600}),
+  };
+  return section;
+}
+
 const Section<Log>& log_settings() {
   static const Section<Log> section = {
       leaf<Log>("level", &Log::level, Choice{kLogLevels}, {.env = "FBR_LOG_LEVEL"}),
@@ -263,6 +285,7 @@ const Section<Config>& config_settings() {
       leaf<C>("invalid_payloads", &C::invalid_payloads, Enum<InvalidPayloads>{kInvalidPayloads},
               {.env = "FBR_INVALID_PAYLOADS"}),
       group<C>("tls", &C::tls, tls_settings()),
+      group<C>("admin", &C::admin, admin_settings()),
       group<C>("log", &C::log, log_settings()),
       group<C>("retry", &C::retry, retry_settings()),
       group<C>("journal", &C::journal, journal_settings()),

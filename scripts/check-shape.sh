@@ -19,7 +19,8 @@ rules=(
   "server/journal/nats/|core/ config/ server/support/ server/handlers/handler.hpp server/journal/nats/ server/journal/*.hpp"
   "server/journal/|core/ config/ server/support/ server/handlers/handler.hpp server/journal/"
   "server/http/|core/ config/ server/support/ server/http/ server/journal/*.hpp"
-  "server/app/|core/ config/ server/support/ server/handlers/ server/journal/*.hpp server/http/ server/app/"
+  "server/admin/|core/ config/ server/support/ server/handlers/ server/journal/*.hpp server/http/ server/admin/"
+  "server/app/|core/ config/ server/support/ server/handlers/ server/journal/*.hpp server/http/ server/admin/ server/app/"
 )
 
 allowed() {  # allowed <include path> <patterns...>

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/url.hpp"
+#include "server/admin/admin_server.hpp"
 #include "server/app/commands.hpp"
 #include "server/http/auth.hpp"
 #include "server/http/listener.hpp"
@@ -128,7 +129,20 @@ int serve(const config::Config& config) {
   // dispatcher's durable consumers on the stream.
   const auto dispatcher = backend->make_dispatcher(metrics, log);
   if (auto error = dispatcher->start()) return fail(*error, kExitUsage);
-  server.on_reload([&] { reload(config, live, auth, *dispatcher, server, log); });
+  // The console, /metrics and the detailed readiness, on a listener of their own (admin.listen).
+  std::unique_ptr<AdminServer> admin;
+  if (config.admin.enabled()) {
+    admin = std::make_unique<AdminServer>(config, live, *backend, metrics, log);
+    if (auto error = admin->listen()) return fail(*error, kExitUsage);
+  }
+  server.on_reload([&] {
+    reload(config, live, auth, *dispatcher, server, log);
+    if (admin) {
+      if (auto error = admin->reload_tls(*live.get())) {
+        log.error("reload_refused", log.fields().add("errors", *error));
+      }
+    }
+  });
   auto fields = log.fields()
                     .add("address", core::host_port(config.listen.host, server.port()))
                     .add("port", static_cast<int>(server.port()))
@@ -148,11 +162,16 @@ int serve(const config::Config& config) {
       .add("tls", config.tls.enabled())
       .add("handlers", static_cast<std::int64_t>(config.handlers.size()))
       .add("version", FBR_VERSION);
+  if (admin) {
+    fields.add("admin", core::host_port(config.admin.listen->host, admin->port()));
+    admin->start();
+  }
   log.info("listening", fields);
   // Half the cores run the io_context (one on 2 cores: about 10 % less CPU per request than two,
   // measured with bench/cpu_per_request.sh); the rest is for the journal writer and the kernel.
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency() / 2);
   server.run(threads, std::chrono::seconds(10));
+  if (admin) admin->stop();
   auth.get()->stop();  // the JWKS URL's refresh thread
   // The dispatcher first: a running delivery records its outcome in the journal still open.
   dispatcher->stop();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "server/journal/console.hpp"
 #include "server/journal/dispatcher.hpp"
 #include "server/journal/journal.hpp"
 #include "server/support/log.hpp"
@@ -25,10 +26,10 @@ struct OpenError {
   bool settings = false;
 };
 
-class Backend {
+class Backend : public ConsoleStore {
  public:
   Backend() = default;
-  virtual ~Backend() = default;
+  ~Backend() override = default;
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 

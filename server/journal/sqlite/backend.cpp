@@ -54,6 +54,36 @@ class SqliteBackend final : public Backend {
     return "a running server picks them up within a second; otherwise they run at its next start";
   }
 
+  // ---- the console (server/journal/console.hpp) ----
+  EventPage query_events(const EventQuery& /*query*/, std::string& error) override {
+    error = "not implemented yet";
+    return {};
+  }
+  std::optional<EventDetail> event_detail(const std::string& /*key*/, std::string& error) override {
+    error = "not implemented yet";
+    return std::nullopt;
+  }
+  std::int64_t replay_state(const std::string& /*state*/, std::string& error) override {
+    error = "not implemented yet";
+    return 0;
+  }
+  QuarantinePage query_quarantine(const std::string& /*cursor*/, int /*limit*/,
+                                  std::string& error) override {
+    error = "not implemented yet";
+    return {};
+  }
+  std::optional<QuarantineRow> quarantined(const std::string& /*id*/, std::string& error) override {
+    error = "not implemented yet";
+    return std::nullopt;
+  }
+  JournalCounts counts(std::string& error) override {
+    error = "not implemented yet";
+    return {};
+  }
+  std::vector<HealthCheck> health() override {
+    return {{"journal_writable", journal_ && journal_->writable(), ""}};
+  }
+
  private:
   const config::Config& config_;
   std::unique_ptr<SqliteJournal> journal_;

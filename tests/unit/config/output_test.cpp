@@ -104,6 +104,15 @@ TEST_CASE("config output: the defaults every key present 2-space pretty JSON") {
     "cert_file": null,
     "key_file": null
   },
+  "admin": {
+    "listen": null,
+    "tokens": [],
+    "tls": {
+      "cert_file": null,
+      "key_file": null
+    },
+    "session_ttl_s": 43200
+  },
   "log": {
     "level": "info",
     "format": "text"
