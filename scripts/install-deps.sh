@@ -11,7 +11,14 @@ packages=(
   libcurl4-openssl-dev zlib1g-dev libcli11-dev libnats-dev libcjose-dev libjansson-dev
   # tools the tests and operations use (nginx: the download handler's tests serve exports with it)
   sqlite3 openssl curl ca-certificates util-linux procps nginx gzip nats-server haproxy strace
+  # the console's browser tests (tests/browser/): Debian's Chromium, driven by puppeteer-core
+  chromium
 )
+# Node and npm for those tests: Debian's (nodejs 18, npm 9) unless a node and an npm are already
+# on PATH (e.g. NodeSource's nodejs, which brings its own npm and conflicts with Debian's npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang libclang-rt-14-dev)
 fi

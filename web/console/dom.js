@@ -1,6 +1,6 @@
 // Building the page's elements. Everything the server sends (event bodies, Log IDs, errors) is
-// hostile: it only ever becomes text (textContent, attribute values), never markup. There is no
-// innerHTML anywhere in the console.
+// hostile: it only ever becomes text (text nodes, textContent, attribute values), never markup:
+// nothing in the console parses a string as HTML.
 
 /** el('a', {href: '#/', class: 'x'}, 'text', child, ...): an element; strings become text nodes. */
 export function el(tag, attrs = {}, ...children) {

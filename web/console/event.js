@@ -14,7 +14,8 @@ export function mountEvent(container, key) {
   const content = el('div', {}, el('p', { class: 'muted' }, 'Loading…'));
   append(container, el('p', {}, el('a', { href: '#/' }, '← Events')), heading, actions, outcome,
          content);
-  let files = new Map();     // handler + "\n" + url → {progress, text, row}
+  let files = new Map();     // handler + "\n" + url → {progress, text, cells}
+  const known = new Map();   // the same key → the newest progress heard (kept across renders)
   let chips = new Map();     // handler → chip
   let fileLists = new Map(); // handler → tbody of its files
 
@@ -93,7 +94,8 @@ export function mountEvent(container, key) {
          d.updated_at ? [' · updated ', time(d.updated_at)] : null),
       d.last_error ? el('p', { class: 'error' }, el('strong', {}, 'Last error: '), d.last_error) : null,
       timeline(d.history ?? []),
-      d.type === 'download' || (d.files ?? []).length ? fileTable(d.handler, d.files ?? []) : null);
+      d.type === 'download' || (d.files ?? []).length || knows(d.handler)
+        ? fileTable(d.handler, d.files ?? []) : null);
   }
 
   function timeline(history) {
@@ -109,7 +111,11 @@ export function mountEvent(container, key) {
   function fileTable(handler, list) {
     const tbody = el('tbody', {});
     fileLists.set(handler, tbody);
-    for (const f of list) fileRow(handler, f);
+    // The stored state, unless the stream already told more (a transfer still running).
+    for (const f of list) fileRow(handler, newer(known.get(`${handler}\n${f.url}`), f));
+    for (const [id, f] of known) {
+      if (id.startsWith(`${handler}\n`) && !list.some((g) => g.url === f.url)) fileRow(handler, f);
+    }
     return el('div', { class: 'table-wrap' }, el('table', { class: 'files' },
       el('caption', {}, `Files of ${handler}`),
       el('thead', {}, el('tr', {}, ['File', 'Progress', 'Resources', 'SHA-256', 'Verified']
@@ -117,12 +123,26 @@ export function mountEvent(container, key) {
       tbody));
   }
 
+  function knows(handler) {
+    return Array.from(known.keys()).some((id) => id.startsWith(`${handler}\n`));
+  }
+
+  function newer(a, b) {
+    if (!a) return b;
+    if (b.verified || (Number(b.bytes) || 0) >= (Number(a.bytes) || 0)) return b;
+    return a;
+  }
+
   function fileRow(handler, f) {
     const id = `${handler}\n${f.url}`;
+    known.set(id, f);
     let entry = files.get(id);
     if (!entry) {
       const tbody = fileLists.get(handler);
-      if (!tbody) return;
+      if (!tbody) {
+        reload();  // its delivery's table is not on the page yet
+        return;
+      }
       const name = f.file || f.url || '';
       const progress = el('progress', { max: 1, value: 0, 'aria-label': `Download of ${name}` });
       const text = el('span', { class: 'progress-text' });
@@ -139,8 +159,9 @@ export function mountEvent(container, key) {
     const got = Number(f.bytes) || 0;
     const done = f.verified === true || (expected > 0 && got >= expected);
     entry.progress.max = expected > 0 ? expected : Math.max(got, 1);
-    entry.progress.value = done && expected === 0 ? entry.progress.max : got;
-    const percent = expected > 0 ? Math.min(100, Math.floor((got * 100) / expected)) : done ? 100 : 0;
+    entry.progress.value = done ? entry.progress.max : got;
+    const percent = f.verified === true ? 100
+      : expected > 0 ? Math.min(100, Math.floor((got * 100) / expected)) : 0;
     entry.progress.dataset.percent = String(percent);
     entry.text.textContent = expected > 0 ? `${percent} % of ${bytes(expected)}` : bytes(got);
     entry.cells.resources.textContent = f.resources === undefined ? '' : String(f.resources);
@@ -173,6 +194,7 @@ export function mountEvent(container, key) {
       reload();  // the timeline and errors too
     }),
     subscribe('progress', (p) => { if (ours(p)) fileRow(p.handler, p); }),
+    subscribe('event', (e) => { if (ours(e)) reload(); }),  // opened before it arrived
     subscribe('lost', () => reload()),
   ];
   load().then(() => heading.focus());
