@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := build/release/server/fhir-bulk-receiver
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-release test-asan test-mutants format format-check clean
+.PHONY: all deps build run test test-release test-asan test-browser test-mutants format format-check clean
 
 all: build
 
@@ -43,6 +43,13 @@ test-asan:
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 	@scripts/ctest-no-skips.sh --preset asan -j 2
+
+# Only the console's browser tests (tests/browser/: headless Chromium against the release build;
+# part of `make test` too). Screenshots land in docs/console-events.png and docs/console-event.png.
+test-browser: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target fhir-bulk-receiver
+	@ctest --preset release -R '^browser: '
 
 # The mutation check (minutes; not part of `make test`): each mutant of scripts/mutants.txt — a
 # one-line break of a guarantee — is applied to the tree, built in build/mutants (release flags),

@@ -18,6 +18,8 @@ const ADMIN_TOKEN = 'console-test-admin-token-5f1c';
 const WEBHOOK_TOKEN = 'console-test-webhook-token-9a2e';
 const WAIT = 20000;
 const started = Date.now();
+// Where the screenshots go: docs/ (linked from the README), or FBR_SCREENSHOTS_DIR.
+const shots = process.env.FBR_SCREENSHOTS_DIR ?? path.join(repo, 'docs');
 const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
 
 function event(fixture, logId, edit) {
@@ -30,6 +32,7 @@ function event(fixture, logId, edit) {
 async function main() {
   if (!binary || !fs.existsSync(binary)) throw new Error(`usage: console_test.mjs <binary>`);
   const dir = tempDir();
+  fs.mkdirSync(shots, { recursive: true });
   const exports = await startExportServer();
   const target = await closedTarget();
   const server = await startServer(binary, dir, {
@@ -121,7 +124,9 @@ async function main() {
   await waitFor('the download done', () =>
     document.getElementById('state-download')?.dataset.state === 'done');
   await waitFor('a warning marked in the body', () => document.querySelector('pre.body mark.note'));
-  await page.screenshot({ path: path.join(repo, 'docs', 'console-event.png'), fullPage: false });
+  await page.setViewport({ width: 1280, height: 1400 });
+  await page.screenshot({ path: path.join(shots, 'console-event.png') });
+  await page.setViewport({ width: 1280, height: 900 });
   await checkAccessibility(page, "an event's page");
   step('event page: 3 deliveries, every progress bar at 100 %, warning marked; axe clean');
 
@@ -129,7 +134,7 @@ async function main() {
   await page.click('nav a[data-view=events]');
   await visible('#events tbody tr');
   await waitFor('the table back', () => document.querySelectorAll('#events tbody tr').length >= 3);
-  await page.screenshot({ path: path.join(repo, 'docs', 'console-events.png'), fullPage: false });
+  await page.screenshot({ path: path.join(shots, 'console-events.png') });
   await checkAccessibility(page, 'the events table');
   step('table: screenshot, axe clean');
 

@@ -61,13 +61,14 @@ export function mountEvent(container, key) {
   }
 
   function summary(event) {
+    const pair = (term, value) => el('div', {}, el('dt', {}, term), el('dd', {}, value));
     return el('dl', { class: 'summary' },
-      el('dt', {}, 'Key'), el('dd', {}, el('code', {}, event.key ?? '')),
-      el('dt', {}, 'Received'), el('dd', {}, time(event.received_at)),
-      el('dt', {}, 'Status'), el('dd', {}, String(event.status ?? '')),
-      el('dt', {}, 'Test'), el('dd', {}, event.test === true ? 'yes' : event.test === false ? 'no' : '—'),
-      el('dt', {}, 'Outputs'), el('dd', {}, String(event.outputs ?? 0)),
-      el('dt', {}, 'Sent by Redox'), el('dd', {}, `${event.attempts ?? 1} time(s)`));
+      pair('Key', el('code', {}, event.key ?? '')),
+      pair('Received', time(event.received_at)),
+      pair('Status', String(event.status ?? '')),
+      pair('Test', event.test === true ? 'yes' : event.test === false ? 'no' : '—'),
+      pair('Outputs', String(event.outputs ?? 0)),
+      pair('Sent by Redox', `${event.attempts ?? 1} time(s)`));
   }
 
   function attempts(list) {
