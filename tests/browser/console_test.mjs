@@ -112,6 +112,36 @@ async function main() {
   });
   step('three events in the table without a reload; notify dead, files done');
 
+  // Filters and search, by keyboard: status 202 leaves the two in-progress events, a Log ID in
+  // the search box (Enter) leaves one, Clear brings all three back.
+  const rowIds = () => page.$$eval('#events tbody td.logid a', (as) => as.map((a) => a.textContent));
+  const rowsAre = (what, ids) => waitFor(what, (want) => {
+    const got = Array.from(document.querySelectorAll('#events tbody td.logid a'))
+      .map((a) => a.textContent).sort();
+    return JSON.stringify(got) === JSON.stringify([...want].sort());
+  }, ids);
+  await page.select('#f-status', '202');
+  await rowsAre('status 202: two rows', [hostileId, testId]);
+  await page.select('#f-status', '');
+  await page.focus('#f-q');
+  await page.keyboard.type(downloadId);
+  await page.keyboard.press('Enter');
+  await rowsAre('search by Log ID: one row', [downloadId]);
+  await page.click('.filters button[type=reset]');
+  await rowsAre('cleared: three rows', [downloadId, hostileId, testId]);
+  // Two a page: "load more" fetches the third (next_cursor), then hides.
+  await page.click('#f-limit', { clickCount: 3 });
+  await page.keyboard.type('2');
+  await page.keyboard.press('Enter');
+  await rowsAre('two a page: the newest two', [hostileId, testId]);
+  await visible('#events-more');
+  await page.click('#events-more');
+  await rowsAre('load more: all three', [downloadId, hostileId, testId]);
+  await waitFor('no more to load', () => document.getElementById('events-more').hidden);
+  await page.click('.filters button[type=reset]');
+  await rowsAre('cleared again', [downloadId, hostileId, testId]);
+  step(`filters: status, search by Log ID, clear, load more (${(await rowIds()).length} rows)`);
+
   // An event's page: its deliveries, the download's progress bars reaching 100 %.
   await page.click(`#events a[href="#/events/${downloadId}"]`);
   await visible('article.delivery');

@@ -49,6 +49,7 @@ const FILTERS = ['state', 'status', 'test', 'handler', 'q', 'since', 'until'];
 
 /** Does a new event from the stream belong on the current page of this filter? */
 function matches(event, f) {
+  // (limit is not a filter: a live row goes on top of the first page whatever its size)
   if (f.status && String(event.status) !== f.status) return false;
   if (f.test && String(event.test) !== f.test) return false;
   const ds = event.deliveries ?? [];
@@ -86,11 +87,16 @@ function filterForm(onApply, fixed) {
     el('input', { id: 'f-since', name: 'since', type: 'datetime-local', step: 1 }),
     el('label', { for: 'f-until' }, 'Until (UTC)'),
     el('input', { id: 'f-until', name: 'until', type: 'datetime-local', step: 1 }),
+    el('label', { for: 'f-limit' }, 'Per page'),
+    el('input', { id: 'f-limit', name: 'limit', type: 'number', min: 1, max: 500, value: 50,
+                  class: 'narrow' }),
     el('button', { type: 'submit' }, 'Apply'),
     el('button', { type: 'reset', class: 'secondary' }, 'Clear'));
   const read = () => {
     const data = new FormData(form);
     const f = { ...fixed };
+    const limit = Number(data.get('limit'));
+    f.limit = Number.isInteger(limit) && limit >= 1 && limit <= 500 ? limit : 50;
     for (const name of FILTERS) {
       const value = String(data.get(name) ?? '').trim();
       if (value && !fixed[name]) f[name] = name === 'since' || name === 'until' ? utc(value) : value;
@@ -114,10 +120,11 @@ export function mountEvents(container, options = {}) {
   let generation = 0;
   const rows = new Map();  // key → {tr, chips, event}
   const body = el('tbody', {});
-  const more = el('button', { type: 'button', class: 'secondary', hidden: true,
+  const tableId = options.id ?? 'events';
+  const more = el('button', { type: 'button', class: 'secondary', hidden: true, id: `${tableId}-more`,
                               onclick: () => load(false) }, 'Load more');
   const message = el('p', { class: 'muted', role: 'status' });
-  const table = el('table', { class: 'events', id: options.id ?? 'events' },
+  const table = el('table', { class: 'events', id: tableId },
     el('caption', { class: 'visually-hidden' }, options.title ?? 'Events'),
     el('thead', {}, el('tr', {}, ['Received', 'Log ID', 'Status', 'Test', 'Outputs',
                                   'Deliveries'].map((h) => el('th', { scope: 'col' }, h)))),
@@ -127,7 +134,7 @@ export function mountEvents(container, options = {}) {
 
   async function load(fresh) {
     const mine = ++generation;
-    const params = { ...filter, limit: 50 };
+    const params = { limit: 50, ...filter };
     if (!fresh && cursor) params.cursor = cursor;
     message.textContent = 'Loading…';
     try {
