@@ -22,6 +22,8 @@ const started = Date.now();
 const shots = process.env.FBR_SCREENSHOTS_DIR ?? path.join(repo, 'docs');
 const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
 
+let server = null;  // for the log's tail on a failure
+
 function event(fixture, logId, edit) {
   const body = JSON.parse(fs.readFileSync(path.join(fixtures, 'events', fixture), 'utf8'));
   body.Meta.Logs = [{ ID: logId, AttemptID: `${logId}-attempt-1` }];
@@ -35,7 +37,7 @@ async function main() {
   fs.mkdirSync(shots, { recursive: true });
   const exports = await startExportServer();
   const target = await closedTarget();
-  const server = await startServer(binary, dir, {
+  server = await startServer(binary, dir, {
     listen: '127.0.0.1:0',
     path: '/webhook',
     verification_tokens: [WEBHOOK_TOKEN],
@@ -227,11 +229,14 @@ async function main() {
   step('quarantine: errors at their pointers, body marked; axe clean');
 
   if (problems.length) throw new Error(`the page reported:\n  ${problems.join('\n  ')}`);
-  await server.stop();
+  const ended = await server.stop();
+  if (!ended || ended.code !== 0) {
+    throw new Error(`the server did not stop cleanly (${JSON.stringify(ended)}):\n${server.log()}`);
+  }
   for (const secret of [ADMIN_TOKEN, WEBHOOK_TOKEN]) {
     if (server.log().includes(secret)) throw new Error('a token reached the server log');
   }
-  step('no page error, no CSP refusal, no token in the log');
+  step('no page error, no CSP refusal, a clean stop, no token in the log');
 }
 
 let failed = false;
@@ -240,6 +245,7 @@ try {
 } catch (error) {
   failed = true;
   console.error(`FAILED: ${error.stack ?? error.message}`);
+  if (server) console.error(`the server's log, last lines:\n${server.log().split('\n').slice(-40).join('\n')}`);
 }
 await cleanup();
 console.log(failed ? '0 passed, 1 failed' : '1 passed, 0 failed');

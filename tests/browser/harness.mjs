@@ -130,10 +130,13 @@ export async function startServer(binary, dir, config) {
   child.stderr.on('data', (d) => { text += d; });
   let exited = null;
   child.on('exit', (code, signal) => { exited = { code, signal }; });
+  // Answers how it ended: {code, signal} (a clean stop is code 0; ASan's reports make it not).
   const stop = async () => {
-    if (exited) return;
-    child.kill('SIGTERM');
-    await until('the server to stop', () => exited, 10000).catch(() => child.kill('SIGKILL'));
+    if (!exited) {
+      child.kill('SIGTERM');
+      await until('the server to stop', () => exited, 20000).catch(() => child.kill('SIGKILL'));
+    }
+    return exited;
   };
   onCleanup(stop);
   const line = await until('the listening line', () => {
