@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-using fbr::server::Asset;
-using fbr::server::find_asset;
+using fbr::server::admin::Asset;
+using fbr::server::admin::find_asset;
 
 namespace {
 
@@ -28,6 +28,7 @@ constexpr std::string_view kScripts[] = {"app.js",        "api.js",    "dom.js",
 TEST_CASE("console assets: / is the page, /assets/<name> its files, with their types") {
   const Asset& page = must_find("/");
   CHECK(page.content_type == "text/html; charset=utf-8");
+  CHECK(page.path == "/");
   CHECK(page.bytes.starts_with("<!doctype html>"));
   CHECK(page.bytes.find("src=\"/assets/app.js\"") != std::string_view::npos);
   CHECK(must_find("/assets/index.html").bytes == page.bytes);
@@ -36,7 +37,7 @@ TEST_CASE("console assets: / is the page, /assets/<name> its files, with their t
   for (std::string_view name : kScripts) {
     const Asset& script = must_find("/assets/" + std::string(name));
     CHECK(script.content_type == "text/javascript; charset=utf-8");
-    CHECK(script.path == name);
+    CHECK(script.path == "/assets/" + std::string(name));
     CHECK(!script.bytes.empty());
   }
 }
