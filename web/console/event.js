@@ -19,11 +19,14 @@ export function mountEvent(container, key) {
   let chips = new Map();     // handler → chip
   let fileLists = new Map(); // handler → tbody of its files
 
+  let generation = 0;  // an older answer arriving after a newer one is dropped
   async function load() {
+    const mine = ++generation;
     try {
       const detail = await api.event(key);
-      render(detail);
+      if (mine === generation) render(detail);
     } catch (error) {
+      if (mine !== generation) return;
       replace(content, el('p', { class: 'error' },
                           error.status === 404 ? 'No such event.' : `Could not load: ${error.message}`));
     }

@@ -132,8 +132,13 @@ export function mountEvents(container, options = {}) {
   append(container, filterForm((f) => { filter = f; load(true); }, fixed),
          el('div', { class: 'table-wrap' }, table), message, more);
 
+  // What the stream said while a fresh page was on its way: applied on top of that page, which
+  // may have been read before it.
+  let heard = null;
+
   async function load(fresh) {
     const mine = ++generation;
+    if (fresh) heard = { events: [], deliveries: [] };
     const params = { limit: 50, ...filter };
     if (!fresh && cursor) params.cursor = cursor;
     message.textContent = 'Loading…';
@@ -145,6 +150,11 @@ export function mountEvents(container, options = {}) {
         rows.clear();
       }
       for (const event of page.events ?? []) add(event, false);
+      if (fresh && heard) {
+        for (const event of heard.events) add(event, true);
+        for (const d of heard.deliveries) update(d);
+        heard = null;
+      }
       cursor = page.next_cursor ?? null;
       more.hidden = !cursor;
       message.textContent = rows.size ? '' : 'No events.';
@@ -164,23 +174,31 @@ export function mountEvents(container, options = {}) {
   const unsubscribe = [
     subscribe('event', (event) => {
       if (!event || !event.key || !matches(event, filter)) return;
+      heard?.events.push(event);
       add(event, true);
       message.textContent = '';
       announce(`New event ${event.log_id || event.key}`);
     }),
     subscribe('delivery', (d) => {
-      const r = d && rows.get(d.key);
-      if (!r) return;
-      const existing = Array.from(r.chips.children).find((c) => c.dataset.handler === d.handler);
-      if (existing) {
-        setChip(existing, d.state, `${d.handler}: ${d.state}`);
-        existing.title = `${d.handler}: ${d.state}, ${d.attempts ?? 0} attempt(s)`;
-      } else {
-        r.chips.append(deliveryChip(d));
-      }
+      if (!d) return;
+      heard?.deliveries.push(d);
+      update(d);
     }),
     subscribe('lost', () => load(true)),
   ];
+
+  // A delivery transition: its chip on its row, if the row is on this page.
+  function update(d) {
+    const r = rows.get(d.key);
+    if (!r) return;
+    const existing = Array.from(r.chips.children).find((c) => c.dataset.handler === d.handler);
+    if (existing) {
+      setChip(existing, d.state, `${d.handler}: ${d.state}`);
+      existing.title = `${d.handler}: ${d.state}, ${d.attempts ?? 0} attempt(s)`;
+    } else {
+      r.chips.append(deliveryChip(d));
+    }
+  }
   load(true);
   return {
     reload: () => load(true),
