@@ -146,4 +146,36 @@ std::vector<std::string> replay_deliveries(const std::filesystem::path& data_dir
   return requeued;
 }
 
+std::int64_t replay_state(const std::filesystem::path& data_dir, const std::string& state,
+                          std::string& error) {
+  if (state != "dead" && state != "failed") {
+    error = "state: must be dead or failed";
+    return 0;
+  }
+  sqlite::Database db;
+  if (auto e = open_existing(data_dir, false, db)) {
+    error = *e;
+    return 0;
+  }
+  // One statement is one transaction: all of them or none.
+  sqlite::Statement requeue;
+  if (auto e = db.exec("PRAGMA synchronous=FULL")) {
+    error = *e;
+    return 0;
+  }
+  if (auto e = requeue.prepare(db,
+                               "UPDATE deliveries SET state = 'pending', attempts = 0, "
+                               "next_attempt_at = 0, last_error = '', updated_at = ?1 "
+                               "WHERE state = ?2")) {
+    error = *e;
+    return 0;
+  }
+  requeue.bind(1, utc_now_iso()).bind(2, state);
+  if (requeue.step() != SQLITE_DONE) {
+    error = db.last_error();
+    return 0;
+  }
+  return db.changes();
+}
+
 }  // namespace fbr::server
