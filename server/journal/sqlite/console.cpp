@@ -15,10 +15,10 @@ namespace {
 constexpr std::array<std::string_view, 5> kStates = {"pending", "running", "done", "failed",
                                                      "dead"};
 constexpr int kMaxLimit = 500;
-// A state with fewer deliveries than this drives the events query from its rows (the index on
-// state) instead of a newest-first scan of the events: the dead-letter view stays fast in a
-// journal of millions, and a common state (done) still stops the scan after one page.
-constexpr int kRareState = 10000;
+// A state with fewer deliveries than this, or a time range with fewer events, drives the events
+// query from its index instead of a newest-first scan of the events: the dead-letter view and a
+// past hour stay fast in a journal of millions, and common matches (done) stop the scan soon.
+constexpr std::int64_t kNarrow = 10000;
 
 constexpr std::string_view kEventColumns =
     "SELECT e.rowid, e.key, e.log_id, e.received_at, e.status, e.test, e.output_count, "
@@ -84,54 +84,142 @@ void add_chips(sqlite::Database& db, std::vector<EventSummary>& events, std::str
   }
 }
 
+/// Where the events query starts from: every plan yields the page in row id order (newest first),
+/// only the rows it reads to find it differ.
+enum class Driver {
+  kScan,   ///< the events newest first, stopping after one page: no filter, or common matches
+  kKeys,   ///< the few events q names (its Log ID, key, attempt or request ID; indexed)
+  kState,  ///< the deliveries in a rare state (the state index)
+  kTime,   ///< the events in a narrow since/until range (the received_at index)
+};
+
+/// The time bounds as SQL on `column` (?7 since, ?8 until), "" when there are none.
+std::string time_terms(const EventQuery& query, std::string_view column) {
+  std::string terms;
+  if (!query.since.empty()) terms += " AND " + std::string(column) + " >= ?7";
+  if (!query.until.empty()) terms += " AND " + std::string(column) + " < ?8";
+  return terms;
+}
+
 /// The events query for `query` (bound as ?1 before-rowid, ?2 status, ?3 test, ?4 state,
-/// ?5 handler, ?6 q, ?7 since, ?8 until, ?9 limit): driven by the few keys q names, by a rare
-/// state's rows, or else a scan of the events newest first that stops after one page.
-std::string events_sql(const EventQuery& query, bool rare_state) {
-  std::string sql(kEventColumns);
-  bool state_driven = false;
-  if (!query.q.empty()) {
-    sql +=
-        " FROM (SELECT ?6 AS k UNION SELECT key FROM events WHERE log_id = ?6 "
-        "UNION SELECT event_key FROM attempts WHERE attempt_id = ?6 "
-        "UNION SELECT event_key FROM attempts WHERE request_id = ?6) s "
-        "CROSS JOIN events e ON e.key = s.k";
-  } else if (rare_state) {
-    sql +=
-        " FROM (SELECT DISTINCT event_key AS k FROM deliveries WHERE state = ?4) s "
-        "CROSS JOIN events e ON e.key = s.k";
-    state_driven = true;
-  } else {
-    sql += " FROM events e";
+/// ?5 handler, ?6 q, ?7 since, ?8 until, ?9 limit, ?10 the oldest row id to look at). The inner
+/// query finds the page's row ids, the outer one reads their columns: a plan that sorts its
+/// candidates sorts row ids only.
+std::string events_sql(const EventQuery& query, Driver driver) {
+  std::string inner = "SELECT e.rowid AS r FROM ";
+  switch (driver) {
+    case Driver::kKeys:
+      inner +=
+          "(SELECT ?6 AS k UNION SELECT key FROM events WHERE log_id = ?6 "
+          "UNION SELECT event_key FROM attempts WHERE attempt_id = ?6 "
+          "UNION SELECT event_key FROM attempts WHERE request_id = ?6) s "
+          "CROSS JOIN events e ON e.key = s.k";
+      break;
+    case Driver::kState:
+      inner +=
+          "(SELECT DISTINCT event_key AS k FROM deliveries WHERE state = ?4) s "
+          "CROSS JOIN events e ON e.key = s.k";
+      break;
+    case Driver::kTime:
+      inner += "events e INDEXED BY events_received_at";
+      break;
+    case Driver::kScan:
+      inner += "events e NOT INDEXED";
+      break;
   }
-  sql += " WHERE e.rowid < ?1";
-  if (query.status) sql += " AND e.status = ?2";
-  if (query.test) sql += " AND IFNULL(e.test, 0) = ?3";  // no Meta.Test counts as false
-  if (!query.state.empty() && !state_driven) {
-    sql += " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_key = e.key AND d.state = ?4)";
+  inner += " WHERE e.rowid < ?1 AND e.rowid >= ?10";
+  if (query.status) inner += " AND e.status = ?2";
+  if (query.test) inner += " AND IFNULL(e.test, 0) = ?3";  // no Meta.Test counts as false
+  // `+d.state`: look the event's deliveries up by its key (the primary key), never by scanning
+  // the state index for this event.
+  if (!query.state.empty() && driver != Driver::kState) {
+    inner +=
+        " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_key = e.key "
+        "AND +d.state = ?4)";
   }
   if (!query.handler.empty()) {
-    sql +=
+    inner +=
         " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_key = e.key AND "
         "d.handler = ?5)";
   }
-  if (!query.since.empty()) sql += " AND e.received_at >= ?7";
-  if (!query.until.empty()) sql += " AND e.received_at < ?8";
-  sql += " ORDER BY e.rowid DESC LIMIT ?9";
-  return sql;
+  inner += time_terms(query, "e.received_at");
+  inner += " ORDER BY e.rowid DESC LIMIT ?9";
+  return std::string(kEventColumns) + " FROM (" + inner +
+         ") page CROSS JOIN events e ON e.rowid = page.r ORDER BY e.rowid DESC";
 }
 
-/// At most kRareState: how many deliveries are in `state` (an index range, stopped early).
-std::int64_t count_up_to(sqlite::Database& db, const std::string& state, std::string& error) {
+/// At most kNarrow: how many rows `sql` (a SELECT 1 ... with ?1 and ?2 bound as given) finds, an
+/// index range stopped early.
+std::int64_t count_up_to(sqlite::Database& db, const std::string& sql, const EventQuery& query,
+                         std::string& error) {
   sqlite::Statement s;
-  if (!prepare(db, s, "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE state = ?1 LIMIT ?2)",
+  if (!prepare(db, s, "SELECT COUNT(*) FROM (" + sql + " LIMIT " + std::to_string(kNarrow) + ")",
                error)) {
-    return 0;
+    return kNarrow;
   }
-  s.bind(1, state).bind(2, std::int64_t{kRareState});
-  std::int64_t n = 0;
+  s.bind(4, query.state).bind(7, query.since).bind(8, query.until);
+  std::int64_t n = kNarrow;
   each_row(db, s, error, [&] { n = s.integer(0); });
   return n;
+}
+
+/// How the events query finds its page.
+struct Plan {
+  Driver driver = Driver::kScan;
+  /// A scan looks at row ids in [from, below) only: a wide time range's own rows (one lower and
+  /// one upper bound: SQLite starts a range at one of each).
+  std::int64_t from = 0;
+  std::int64_t below = std::numeric_limits<std::int64_t>::max();
+};
+
+/// The scan's row id bounds for a wide time range: past its newest row when many events are
+/// newer than `until` (else the scan would read them all first), down to its oldest when other
+/// filters could leave the page short and many events are older than `since` (else the scan
+/// would read them all after). Each bound costs one pass over the range's index entries.
+void bound_scan(sqlite::Database& db, const EventQuery& query, Plan& scan, std::string& error) {
+  const std::string by_time = "SELECT 1 FROM events INDEXED BY events_received_at WHERE 1";
+  const bool newer = !query.until.empty() &&
+                     count_up_to(db, by_time + " AND received_at >= ?8", query, error) == kNarrow;
+  const bool filtered =
+      query.status || query.test || !query.state.empty() || !query.handler.empty();
+  const bool older = filtered && !query.since.empty() &&
+                     count_up_to(db, by_time + " AND received_at < ?7", query, error) == kNarrow;
+  if (!newer && !older) return;
+  sqlite::Statement bounds;
+  if (!prepare(db, bounds,
+               "SELECT MIN(rowid), MAX(rowid) FROM events INDEXED BY events_received_at WHERE 1" +
+                   time_terms(query, "received_at"),
+               error)) {
+    return;
+  }
+  bounds.bind(7, query.since).bind(8, query.until);
+  each_row(db, bounds, error, [&] {
+    if (bounds.is_null(0)) return;
+    if (older) scan.from = bounds.integer(0);
+    if (newer) scan.below = bounds.integer(1) + 1;
+  });
+}
+
+/// The cheapest way to find the page: q's few keys, else the narrower of a rare state and a
+/// narrow time range, else the scan (whose matches are common, so it stops soon), bounded to a
+/// wide time range's rows.
+Plan plan(sqlite::Database& db, const EventQuery& query, std::string& error) {
+  if (!query.q.empty()) return {Driver::kKeys};
+  std::int64_t in_state = kNarrow;
+  std::int64_t in_time = kNarrow;
+  const std::string range = time_terms(query, "received_at");
+  if (!query.state.empty()) {
+    in_state = count_up_to(db, "SELECT 1 FROM deliveries WHERE state = ?4", query, error);
+  }
+  if (!range.empty()) {
+    in_time = count_up_to(db, "SELECT 1 FROM events INDEXED BY events_received_at WHERE 1" + range,
+                          query, error);
+  }
+  if (in_state < kNarrow && in_state <= in_time) return {Driver::kState};
+  if (in_time < kNarrow) return {Driver::kTime};
+  Plan scan;
+  if (!range.empty()) bound_scan(db, query, scan, error);
+  return scan;
 }
 
 /// Parses `n` digits of `text` at `at` into `out`, within [lo, hi].
@@ -255,12 +343,11 @@ EventPage SqliteConsole::query_events(const EventQuery& request, std::string& er
   }
   if (!checked(query, error)) return page;
   with_snapshot(error, [&] {
-    const bool rare = query.q.empty() && !query.state.empty() &&
-                      count_up_to(db_, query.state, error) < kRareState;
+    const Plan how = plan(db_, query, error);
     sqlite::Statement events;
-    if (!error.empty() || !prepare(db_, events, events_sql(query, rare), error)) return;
+    if (!error.empty() || !prepare(db_, events, events_sql(query, how.driver), error)) return;
     // Every value is a bound parameter, never SQL text; unused ones bind nothing.
-    events.bind(1, before)
+    events.bind(1, std::min(before, how.below))
         .bind(2, std::int64_t{query.status.value_or(0)})
         .bind(3, std::int64_t{query.test.value_or(false) ? 1 : 0})
         .bind(4, query.state)
@@ -268,7 +355,8 @@ EventPage SqliteConsole::query_events(const EventQuery& request, std::string& er
         .bind(6, query.q)
         .bind(7, query.since)
         .bind(8, query.until)
-        .bind(9, std::int64_t{query.limit} + 1);  // one more: is there a next page?
+        .bind(9, std::int64_t{query.limit} + 1)  // one more: is there a next page?
+        .bind(10, how.from);
     std::int64_t last = 0;
     each_row(db_, events, error, [&] {
       if (static_cast<int>(page.events.size()) == query.limit) {
@@ -407,20 +495,31 @@ std::optional<QuarantineRow> SqliteConsole::quarantined(const std::string& id, s
 
 JournalCounts SqliteConsole::counts(std::string& error) {
   JournalCounts counts;
-  for (auto state : kStates)
-    counts.deliveries[std::string(state)] = 0;
   with_snapshot(error, [&] {
-    sqlite::Statement events, quarantined, deliveries;
+    // COUNT(*) of a whole table is SQLite's fast b-tree count; a state's count is a range of the
+    // state index, cheap for every state but done (most rows): done is the rest.
+    sqlite::Statement events, quarantined, deliveries, in_state;
     if (!prepare(db_, events, "SELECT COUNT(*) FROM events", error) ||
         !prepare(db_, quarantined, "SELECT COUNT(*) FROM quarantine", error) ||
-        !prepare(db_, deliveries, "SELECT state, COUNT(*) FROM deliveries GROUP BY state", error)) {
+        !prepare(db_, deliveries, "SELECT COUNT(*) FROM deliveries", error) ||
+        !prepare(db_, in_state, "SELECT COUNT(*) FROM deliveries WHERE state = ?", error)) {
       return;
     }
     each_row(db_, events, error, [&] { counts.events = events.integer(0); });
     each_row(db_, quarantined, error, [&] { counts.quarantined = quarantined.integer(0); });
-    each_row(db_, deliveries, error,
-             [&] { counts.deliveries[deliveries.text(0)] = deliveries.integer(1); });
+    std::int64_t rest = 0;
+    each_row(db_, deliveries, error, [&] { rest = deliveries.integer(0); });
+    for (auto state : kStates) {
+      if (state == "done") continue;
+      in_state.bind(1, state);
+      each_row(db_, in_state, error, [&] {
+        counts.deliveries[std::string(state)] = in_state.integer(0);
+        rest -= in_state.integer(0);
+      });
+    }
+    counts.deliveries["done"] = rest;
   });
+  if (!error.empty()) counts = {};
   return counts;
 }
 

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS events (
   body         BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_log_id ON events(log_id);
+-- The console's since/until (a narrow range is read from it rather than by a scan).
+CREATE INDEX IF NOT EXISTS events_received_at ON events(received_at);
 CREATE TABLE IF NOT EXISTS attempts (
   id          INTEGER PRIMARY KEY,
   event_key   TEXT NOT NULL REFERENCES events(key),
