@@ -233,6 +233,16 @@ bool digits(std::string_view text, std::size_t at, std::size_t n, int lo, int hi
   return out >= lo && out <= hi;
 }
 
+/// A page starts below this row id: the cursor's, or past the newest for the first page. False
+/// with `error` for a cursor we did not give.
+bool below_cursor(const std::string& cursor, std::int64_t& before, std::string& error) {
+  before = std::numeric_limits<std::int64_t>::max();
+  if (cursor.empty()) return true;
+  auto rowid = decode_cursor(cursor, error);
+  if (rowid) before = *rowid;
+  return rowid.has_value();
+}
+
 /// Reads the query's filters into their journal forms; false with `error` naming the parameter.
 bool checked(EventQuery& query, std::string& error) {
   if (!query.state.empty() &&
@@ -335,12 +345,8 @@ void SqliteConsole::with_snapshot(std::string& error, Read&& read) {
 EventPage SqliteConsole::query_events(const EventQuery& request, std::string& error) {
   EventPage page;
   EventQuery query = request;
-  std::int64_t before = std::numeric_limits<std::int64_t>::max();
-  if (!query.cursor.empty()) {
-    auto rowid = decode_cursor(query.cursor, error);
-    if (!rowid) return page;
-    before = *rowid;
-  }
+  std::int64_t before = 0;
+  if (!below_cursor(query.cursor, before, error)) return page;
   if (!checked(query, error)) return page;
   with_snapshot(error, [&] {
     const Plan how = plan(db_, query, error);
@@ -437,12 +443,8 @@ std::optional<EventDetail> SqliteConsole::event_detail(const std::string& key, s
 QuarantinePage SqliteConsole::query_quarantine(const std::string& cursor, int limit,
                                                std::string& error) {
   QuarantinePage page;
-  std::int64_t before = std::numeric_limits<std::int64_t>::max();
-  if (!cursor.empty()) {
-    auto id = decode_cursor(cursor, error);
-    if (!id) return page;
-    before = *id;
-  }
+  std::int64_t before = 0;
+  if (!below_cursor(cursor, before, error)) return page;
   limit = std::clamp(limit, 1, kMaxLimit);
   with_snapshot(error, [&] {
     sqlite::Statement items;

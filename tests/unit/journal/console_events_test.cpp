@@ -50,6 +50,17 @@ EventQuery with(Set&& set) {
   return query;
 }
 
+/// A journal filled as above, and the console on it.
+struct Filled {
+  ConsoleDir dir;
+  SqliteJournal journal;
+  SqliteConsole console{dir.path};
+  Filled() {
+    REQUIRE_FALSE(journal.open(dir.path).has_value());
+    fill(journal);
+  }
+};
+
 EventPage page(SqliteConsole& console, const EventQuery& query) {
   std::string error;
   auto result = console.query_events(query, error);
@@ -65,11 +76,8 @@ EventPage page(SqliteConsole& console, Set&& set) {
 }  // namespace
 
 TEST_CASE("console lists events newest first with their attempts and delivery chips") {
-  ConsoleDir dir;
-  SqliteJournal journal;
-  REQUIRE_FALSE(journal.open(dir.path).has_value());
-  fill(journal);
-  SqliteConsole console(dir.path);
+  Filled filled;
+  auto& console = filled.console;
   auto all = page(console, EventQuery{});
   CHECK(keys_of(all) == std::vector<std::string>{"d", "c", "b", "a"});
   CHECK(all.next_cursor.empty());
@@ -90,11 +98,8 @@ TEST_CASE("console lists events newest first with their attempts and delivery ch
 }
 
 TEST_CASE("console filters events by state status test handler and time") {
-  ConsoleDir dir;
-  SqliteJournal journal;
-  REQUIRE_FALSE(journal.open(dir.path).has_value());
-  fill(journal);
-  SqliteConsole console(dir.path);
+  Filled filled;
+  auto& console = filled.console;
   using V = std::vector<std::string>;
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.state = "dead"; })) == V{"b"});
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.state = "pending"; })) == V{"c"});
@@ -127,14 +132,12 @@ TEST_CASE("console filters events by state status test handler and time") {
 }
 
 TEST_CASE("console search finds an event by Log ID key attempt ID or request ID exactly") {
-  ConsoleDir dir;
-  SqliteJournal journal;
-  REQUIRE_FALSE(journal.open(dir.path).has_value());
-  fill(journal);
+  Filled filled;
+  auto& journal = filled.journal;
+  auto& console = filled.console;
   auto other_log = console_event("e-key", "2026-01-05T00:00:00.000Z");
   other_log.log_id = "e-log";
   REQUIRE(commit(journal, other_log));
-  SqliteConsole console(dir.path);
   using V = std::vector<std::string>;
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "e-log"; })) == V{"e-key"});
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "e-key"; })) == V{"e-key"});
@@ -156,11 +159,8 @@ TEST_CASE("console search finds an event by Log ID key attempt ID or request ID 
 }
 
 TEST_CASE("console search with SQL metacharacters matches nothing and harms nothing") {
-  ConsoleDir dir;
-  SqliteJournal journal;
-  REQUIRE_FALSE(journal.open(dir.path).has_value());
-  fill(journal);
-  SqliteConsole console(dir.path);
+  Filled filled;
+  auto& console = filled.console;
   for (std::string q : {"' OR '1'='1", "a' --", "%", "_", "\"; DROP TABLE events; --", "a\\0b"}) {
     CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = q; })).empty());
     CHECK(keys_of(page(console, [&](EventQuery& e) { e.handler = q; })).empty());
@@ -204,11 +204,8 @@ TEST_CASE("console pages by keyset without skipping or repeating while events ar
 }
 
 TEST_CASE("console refuses a malformed cursor a bad state and a bad time naming each") {
-  ConsoleDir dir;
-  SqliteJournal journal;
-  REQUIRE_FALSE(journal.open(dir.path).has_value());
-  fill(journal);
-  SqliteConsole console(dir.path);
+  Filled filled;
+  auto& console = filled.console;
   const std::string long_cursor(100, 'M');
   for (std::string cursor :
        {"x", "!!", "MTIzNDU=", "LTE", "MA", "MDE", "YWJj", "' OR 1=1 --", long_cursor.c_str()}) {
