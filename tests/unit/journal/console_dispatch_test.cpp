@@ -9,6 +9,7 @@
 
 #include "server/journal/sqlite/backend.hpp"
 #include "server/journal/sqlite/console.hpp"
+#include "server/support/activity.hpp"
 #include "tests/unit/config/support.hpp"
 #include "tests/unit/journal/console_support.hpp"
 
@@ -47,6 +48,7 @@ TEST_CASE("the sqlite dispatcher records every attempt and a bulk replay runs de
   const Logger log{fbr::config::Log{"off", fbr::config::LogFormat::kText},
                    std::make_shared<spdlog::sinks::null_sink_mt>()};
   Metrics metrics;
+  auto stream = activity().subscribe();
   auto backend = make_sqlite_backend(config);
   REQUIRE_FALSE(backend->open(log).has_value());
   auto dispatcher = backend->make_dispatcher(metrics, log);
@@ -67,6 +69,25 @@ TEST_CASE("the sqlite dispatcher records every attempt and a bulk replay runs de
   CHECK(first[1].attempt == 2);
   CHECK(first[1].outcome == "dead");
   CHECK(first[1].error.find("gave up after 2 attempts") != std::string::npos);
+
+  // Each transition went to the live hub: running, failed (a retry), running, dead.
+  std::vector<std::string> transitions;
+  REQUIRE(eventually([&] {
+    bool lost = false;
+    for (auto& item : stream->take(lost)) {
+      if (item.type == "delivery") transitions.push_back(item.json);
+    }
+    return transitions.size() >= 4;
+  }));
+  CHECK(transitions[0] ==
+        R"({"key":"k","log_id":"k","handler":"fails","state":"running","attempts":1,"error":""})");
+  CHECK(transitions[1].rfind(
+            R"({"key":"k","log_id":"k","handler":"fails","state":"failed","attempts":1,)"
+            R"("error":"exit status 1)",
+            0) == 0);
+  CHECK(transitions[2].find(R"("state":"running","attempts":2,)") != std::string::npos);
+  CHECK(transitions[3].find(R"("state":"dead","attempts":2,"error":"gave up after 2 attempts)") !=
+        std::string::npos);
 
   std::string error;
   const auto replayed = std::chrono::steady_clock::now();
