@@ -77,7 +77,9 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
   for (bool first = true;; first = false) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(kMaxHeaderBytes);
-    parser.body_limit(kMaxBodyBytes);
+    // The body's limit is applied once the header passed the gate: a stranger's declared length
+    // must get its 401, not a 413.
+    parser.body_limit(boost::none);
     beast::get_lowest_layer(stream).expires_after(first ? kHeaderTimeout : kIdleTimeout);
     auto [header_ec, header_bytes] =
         co_await http::async_read_header(stream, buffer, parser, kTuple);
@@ -110,6 +112,12 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
         co_return;
       }
     }
+    if (parser.content_length().value_or(0) > kMaxBodyBytes) {
+      co_await write(stream, json_error(http::status::payload_too_large, "body too large"), version,
+                     false);
+      co_return;
+    }
+    parser.body_limit(kMaxBodyBytes);  // a chunked body is held to it as it comes
     if (beast::iequals(header[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await asio::async_write(stream, asio::buffer(kContinue), kTuple);
