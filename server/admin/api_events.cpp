@@ -96,11 +96,12 @@ asio::awaitable<AdminReply> Api::events(boost::urls::params_view params) {
   std::string error;
   auto query = event_query(params, handler_names(*config), error);
   if (!query) co_return bad_request(error);
-  auto [page, failure] = co_await offload(pool_, [this, query = std::move(*query)] {
+  auto call = [this, query = std::move(*query)] {
     std::string error;
     EventPage page = store_.query_events(query, error);
     return std::pair{std::move(page), std::move(error)};
-  });
+  };
+  auto [page, failure] = co_await offload(pool_, std::move(call));
   if (!failure.empty()) co_return journal_unavailable(failure);
   co_return json_ok(to_json(page));
 }
@@ -108,7 +109,7 @@ asio::awaitable<AdminReply> Api::events(boost::urls::params_view params) {
 asio::awaitable<AdminReply> Api::event(const std::string& key) {
   if (key.size() > kMaxIdBytes) co_return json_error(http::status::not_found, "no such event");
   const auto config = live_.get();
-  Found found = co_await offload(pool_, [this, key, config] {
+  auto call = [this, key, config] {
     Found found;
     found.detail = store_.event_detail(key, found.error);
     if (!found.detail) return found;
@@ -125,7 +126,8 @@ asio::awaitable<AdminReply> Api::event(const std::string& key) {
       }
     }
     return found;
-  });
+  };
+  Found found = co_await offload(pool_, std::move(call));
   if (!found.error.empty()) co_return journal_unavailable(found.error);
   if (!found.detail) co_return json_error(http::status::not_found, "no such event");
   co_return json_ok(to_json(*found.detail, found.extras));
@@ -149,7 +151,7 @@ asio::awaitable<AdminReply> Api::replay(boost::urls::params_view params, const s
     std::vector<std::string> handlers;
     std::string error;
   };
-  Outcome outcome = co_await offload(pool_, [this, key, handler] {
+  auto call = [this, key, handler] {
     Outcome outcome;
     const auto detail = store_.event_detail(key, outcome.error);
     if (!detail) return outcome;
@@ -157,7 +159,8 @@ asio::awaitable<AdminReply> Api::replay(boost::urls::params_view params, const s
     outcome.log_id = detail->summary.log_id;
     outcome.handlers = store_.replay(detail->summary.key, handler, outcome.error);
     return outcome;
-  });
+  };
+  Outcome outcome = co_await offload(pool_, std::move(call));
   if (!outcome.error.empty()) co_return journal_unavailable(outcome.error);
   if (!outcome.found) co_return json_error(http::status::not_found, "no such event");
   log_.info("admin_replay", log_.fields()
@@ -173,11 +176,12 @@ asio::awaitable<AdminReply> Api::bulk_replay(boost::urls::params_view params,
   if (!only_params(params, {"state"}, error)) co_return bad_request(error);
   auto it = params.find("state");
   if (it == params.end() || (*it).value != "dead") co_return bad_request("state: must be dead");
-  auto [count, failure] = co_await offload(pool_, [this] {
+  auto call = [this] {
     std::string error;
     const std::int64_t count = store_.replay_state("dead", error);
     return std::pair{count, std::move(error)};
-  });
+  };
+  auto [count, failure] = co_await offload(pool_, std::move(call));
   if (!failure.empty()) co_return journal_unavailable(failure);
   log_.info("admin_bulk_replay",
             log_.fields().add("state", "dead").add("deliveries", count).add("remote", remote.addr));
@@ -188,22 +192,24 @@ asio::awaitable<AdminReply> Api::quarantine(boost::urls::params_view params) {
   std::string error;
   auto page = page_query(params, error);
   if (!page) co_return bad_request(error);
-  auto [items, failure] = co_await offload(pool_, [this, page = *page] {
+  auto call = [this, page = *page] {
     std::string error;
     QuarantinePage items = store_.query_quarantine(page.cursor, page.limit, error);
     return std::pair{std::move(items), std::move(error)};
-  });
+  };
+  auto [items, failure] = co_await offload(pool_, std::move(call));
   if (!failure.empty()) co_return journal_unavailable(failure);
   co_return json_ok(to_json(items));
 }
 
 asio::awaitable<AdminReply> Api::quarantined(const std::string& id) {
   if (id.size() > kMaxIdBytes) co_return json_error(http::status::not_found, "no such payload");
-  auto [row, failure] = co_await offload(pool_, [this, id] {
+  auto call = [this, id] {
     std::string error;
     auto row = store_.quarantined(id, error);
     return std::pair{std::move(row), std::move(error)};
-  });
+  };
+  auto [row, failure] = co_await offload(pool_, std::move(call));
   if (!failure.empty()) co_return journal_unavailable(failure);
   if (!row) co_return json_error(http::status::not_found, "no such payload");
   co_return json_ok(to_json(*row, true));

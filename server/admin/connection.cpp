@@ -58,9 +58,9 @@ http::response<http::string_body> response(AdminReply reply, unsigned version, b
 }
 
 template <class Stream>
-asio::awaitable<beast::error_code> write(Stream& stream, AdminReply reply, unsigned version,
+asio::awaitable<beast::error_code> write(Stream& stream, const AdminReply& reply, unsigned version,
                                          bool keep_alive, bool head = false) {
-  auto res = response(std::move(reply), version ? version : 11, keep_alive, head);
+  auto res = response(reply, version ? version : 11, keep_alive, head);
   beast::get_lowest_layer(stream).expires_after(kBodyTimeout);
   auto [ec, n] = co_await http::async_write(stream, res, kTuple);
   co_return ec;
@@ -152,7 +152,7 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
                            .add("status", static_cast<int>(reply.status))
                            .add("remote", remote.addr));
     }
-    if (co_await write(stream, std::move(reply), version, keep_alive, head)) co_return;
+    if (co_await write(stream, reply, version, keep_alive, head)) co_return;
     if (!keep_alive) co_return;
   }
 }

@@ -11,10 +11,12 @@
 
 namespace fbr::server::admin {
 
+/// Not a coroutine itself, and its callers pass a named lambda: GCC 12 destroys a lambda
+/// temporary with captures twice when it is made inside a co_await expression.
 template <class F>
 boost::asio::awaitable<std::invoke_result_t<F&>> offload(boost::asio::thread_pool& pool, F f) {
   using Result = std::invoke_result_t<F&>;
-  co_return co_await boost::asio::co_spawn(
+  return boost::asio::co_spawn(
       pool.get_executor(),
       [f = std::move(f)]() mutable -> boost::asio::awaitable<Result> { co_return f(); },
       boost::asio::use_awaitable);

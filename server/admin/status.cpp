@@ -46,12 +46,13 @@ asio::awaitable<AdminReply> Api::status() {
     JournalCounts counts;
     std::string error;
   };
-  Read read = co_await offload(pool_, [this] {
+  auto call = [this] {
     Read read;
     read.checks = store_.health();
     read.counts = store_.counts(read.error);
     return read;
-  });
+  };
+  Read read = co_await offload(pool_, std::move(call));
   const auto config = live_.get();
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
@@ -113,7 +114,8 @@ asio::awaitable<AdminReply> Api::status() {
 }
 
 asio::awaitable<AdminReply> Api::readiness() {
-  const auto checks = co_await offload(pool_, [this] { return store_.health(); });
+  auto call = [this] { return store_.health(); };
+  const auto checks = co_await offload(pool_, std::move(call));
   const bool ready = all_ok(checks);
   AdminReply reply = json_ok(std::string(R"({"status":")") + (ready ? "ready" : "not ready") +
                              R"(","checks":)" + to_json(checks) + "}");
