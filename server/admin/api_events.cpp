@@ -102,7 +102,7 @@ asio::awaitable<AdminReply> Api::events(boost::urls::params_view params) {
     return std::pair{std::move(page), std::move(error)};
   };
   auto [page, failure] = co_await offload(pool_, std::move(call));
-  if (!failure.empty()) co_return journal_unavailable(failure);
+  if (!failure.empty()) co_return store_error(failure);
   co_return json_ok(to_json(page));
 }
 
@@ -128,7 +128,7 @@ asio::awaitable<AdminReply> Api::event(const std::string& key) {
     return found;
   };
   Found found = co_await offload(pool_, std::move(call));
-  if (!found.error.empty()) co_return journal_unavailable(found.error);
+  if (!found.error.empty()) co_return store_error(found.error);
   if (!found.detail) co_return json_error(http::status::not_found, "no such event");
   co_return json_ok(to_json(*found.detail, found.extras));
 }
@@ -161,7 +161,7 @@ asio::awaitable<AdminReply> Api::replay(boost::urls::params_view params, const s
     return outcome;
   };
   Outcome outcome = co_await offload(pool_, std::move(call));
-  if (!outcome.error.empty()) co_return journal_unavailable(outcome.error);
+  if (!outcome.error.empty()) co_return store_error(outcome.error);
   if (!outcome.found) co_return json_error(http::status::not_found, "no such event");
   log_.info("admin_replay", log_.fields()
                                 .add("log_id", core::printable(outcome.log_id))
@@ -182,7 +182,7 @@ asio::awaitable<AdminReply> Api::bulk_replay(boost::urls::params_view params,
     return std::pair{count, std::move(error)};
   };
   auto [count, failure] = co_await offload(pool_, std::move(call));
-  if (!failure.empty()) co_return journal_unavailable(failure);
+  if (!failure.empty()) co_return store_error(failure);
   log_.info("admin_bulk_replay",
             log_.fields().add("state", "dead").add("deliveries", count).add("remote", remote.addr));
   co_return json_ok(R"({"replayed":)" + std::to_string(count) + "}");
@@ -198,7 +198,7 @@ asio::awaitable<AdminReply> Api::quarantine(boost::urls::params_view params) {
     return std::pair{std::move(items), std::move(error)};
   };
   auto [items, failure] = co_await offload(pool_, std::move(call));
-  if (!failure.empty()) co_return journal_unavailable(failure);
+  if (!failure.empty()) co_return store_error(failure);
   co_return json_ok(to_json(items));
 }
 
@@ -210,7 +210,7 @@ asio::awaitable<AdminReply> Api::quarantined(const std::string& id) {
     return std::pair{std::move(row), std::move(error)};
   };
   auto [row, failure] = co_await offload(pool_, std::move(call));
-  if (!failure.empty()) co_return journal_unavailable(failure);
+  if (!failure.empty()) co_return store_error(failure);
   if (!row) co_return json_error(http::status::not_found, "no such payload");
   co_return json_ok(to_json(*row, true));
 }

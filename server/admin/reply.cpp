@@ -53,4 +53,14 @@ AdminReply journal_unavailable(std::string_view why) {
   return reply;
 }
 
+AdminReply store_error(std::string_view error) {
+  for (std::string_view name : {"cursor", "state", "status", "test", "handler", "q", "since",
+                                "until", "limit", "key", "id"}) {
+    if (error.size() > name.size() && error.starts_with(name) && error[name.size()] == ':') {
+      return json_error(http::status::bad_request, error);
+    }
+  }
+  return journal_unavailable(error);
+}
+
 }  // namespace fbr::server::admin

@@ -31,5 +31,8 @@ AdminReply no_content();
 AdminReply method_not_allowed(std::string_view allow);
 /// 503 when the journal could not answer (its message in "detail": no secret comes from there).
 AdminReply journal_unavailable(std::string_view why);
+/// A ConsoleStore's error: one that names a request parameter ("cursor: ...", "since: ...") is
+/// the client's (400); any other is the journal's (503).
+AdminReply store_error(std::string_view error);
 
 }  // namespace fbr::server::admin
