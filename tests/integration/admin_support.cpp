@@ -27,7 +27,8 @@ std::string admin_member(const ConsoleOptions& options) {
   std::string tokens;
   for (const auto& t : options.admin_tokens)
     tokens += (tokens.empty() ? "" : ", ") + json_text(t);
-  return R"("admin": {"listen": "127.0.0.1:0", "tokens": [)" + tokens + "]}";
+  return R"("admin": {"listen": "127.0.0.1:0", "tokens": [)" + tokens + "]" +
+         (options.admin_members.empty() ? "" : ", " + options.admin_members) + "}";
 }
 
 ServerConfig server_config(const std::string& backend, const ConsoleOptions& options) {

@@ -31,6 +31,7 @@ struct ConsoleOptions {
   std::string handlers;          ///< the `"handlers": [...]` member, or empty
   std::string extra_members;     ///< more raw members
   std::string invalid_payloads;  ///< e.g. "quarantine"
+  std::string admin_members;     ///< more raw members of "admin", e.g. its "tls"
 };
 
 /// A server with an admin listener.
