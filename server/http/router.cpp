@@ -99,6 +99,7 @@ Router::Router(const LiveConfig& config, Journal& journal, Metrics& metrics, con
                            config.get()->verification_tokens))),
       auth_(auth ? *auth : *own_auth_),
       path_(config.get()->path),
+      admin_(config.get()->admin.enabled()),
       journal_(journal),
       metrics_(metrics),
       log_(log) {}
@@ -151,15 +152,14 @@ asio::awaitable<Reply> Router::handle(Request& request, const RequestInfo& info)
     co_return json_ok(R"({"status":"ok"})");
   }
   // With an admin listener, the details (why not ready, the metrics) are there only.
-  const bool admin = config_.get()->admin.enabled();
   if (path == "/readyz" && get_or_head) {
     if (ready()) co_return json_ok(R"({"status":"ready"})");
-    if (!admin) co_return unavailable_reply("journal is not writable");
+    if (!admin_) co_return unavailable_reply("journal is not writable");
     Reply reply = error_reply(http::status::service_unavailable, "not ready");
     reply.retry_after = "5";
     co_return reply;
   }
-  if (path == "/metrics" && get_or_head && !admin) {
+  if (path == "/metrics" && get_or_head && !admin_) {
     Reply reply;
     reply.body = metrics_.render();
     reply.content_type = "text/plain; version=0.0.4; charset=utf-8";

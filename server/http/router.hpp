@@ -86,6 +86,7 @@ class Router {
   std::unique_ptr<LiveAuth> own_auth_;  // when constructed without one
   const LiveAuth& auth_;
   const std::string path_;  // fixed at start: a reload does not move the endpoint
+  const bool admin_;        // an admin listener (admin.listen, also fixed at start)
   Journal& journal_;
   Metrics& metrics_;
   const Logger& log_;
