@@ -1,0 +1,78 @@
+#pragma once
+// Where a delivery stands, as far as JetStream can tell: the stream keeps each message's ack state
+// in its consumers, not per (event, handler), so a delivery's state is derived (the `events`
+// command and the console agree on it):
+//   running  this process runs it now (NatsHistory)
+//   pending  a replay of it waits on <subject>.replay.<handler> (newer than any dead letter), or
+//            nothing below says otherwise
+//   failed   (with a pending replay, or when nothing else is known) its last attempt here asked
+//            for a retry: the message waits out its delay in the consumer
+//   dead     a dead letter exists for it (matched by Fbr-Event-Key or Fbr-Stream-Seq)
+//   done     the handler's events consumer's ack floor has passed the event's sequence, or its
+//            last attempt here was done
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/config.hpp"
+#include "server/journal/nats/history.hpp"
+#include "server/support/nats_client.hpp"
+
+namespace fbr::server {
+
+class DeliveryStates {
+ public:
+  /// Reads every dead letter and the replays not yet acknowledged (headers only). nullopt and
+  /// `error` when the stream cannot be read.
+  static std::optional<DeliveryStates> read(nats::Connection& c, const config::NatsJournal& config,
+                                            std::string& error);
+
+  struct State {
+    std::string state;  ///< pending, running, done, failed, dead
+    int attempts = 0;   ///< a dead letter's Fbr-Attempts, or the attempts this process saw
+    std::string last_error;
+    std::uint64_t dead_letter = 0;  ///< its dead letter's stream sequence, 0 none
+  };
+  /// The state of (event `key` at stream `sequence`, `handler`); `here` is what this process saw.
+  State of(const std::string& handler, const std::string& key, std::uint64_t sequence,
+           const std::optional<NatsHistory::Delivery>& here);
+
+  /// The number of dead letters read.
+  [[nodiscard]] std::size_t dead_letters() const { return dead_count_; }
+
+ private:
+  struct Dead {
+    std::string error;
+    std::optional<int> attempts;
+    std::uint64_t letter = 0;  // the dead letter's own sequence (the newest)
+  };
+  const Dead* dead(const std::string& handler, const std::string& key,
+                   std::uint64_t sequence) const;
+  /// The events consumer's ack floor of `handler` (read once).
+  std::optional<std::uint64_t> ack_floor(const std::string& handler);
+
+  nats::Connection* connection_ = nullptr;
+  std::string stream_;
+  std::map<std::pair<std::string, std::string>, Dead> dead_by_key_;
+  std::map<std::pair<std::string, std::uint64_t>, Dead> dead_by_seq_;
+  std::size_t dead_count_ = 0;
+  // (handler, event sequence) → the newest replay of it not yet acknowledged.
+  std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> replays_;
+  std::map<std::string, std::optional<std::uint64_t>> floors_;
+};
+
+/// What a durable consumer has out.
+struct ConsumerCounts {
+  std::uint64_t pending = 0;     ///< not delivered yet
+  std::int64_t ack_pending = 0;  ///< delivered, not acknowledged (running, or waiting to retry)
+  std::uint64_t ack_floor = 0;   ///< stream sequence
+};
+/// nullopt when the consumer does not exist (or cannot be read).
+std::optional<ConsumerCounts> consumer_counts(nats::Connection& c, const std::string& stream,
+                                              const std::string& durable);
+
+}  // namespace fbr::server
