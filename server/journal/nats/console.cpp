@@ -45,6 +45,12 @@ nats::Connection* NatsConsole::connection(std::string& error) {
   return connection_.get();
 }
 
+std::optional<DeliveryStates> NatsConsole::states(nats::Connection& c, std::string& error) {
+  std::lock_guard lock(dead_mutex_);
+  if (!dead_.refresh(c, nats_, error)) return std::nullopt;
+  return DeliveryStates::read(c, nats_, dead_, error);
+}
+
 std::int64_t NatsConsole::replay_state(const std::string& state, std::string& error) {
   // Deliveries waiting for a retry are nak'ed messages in their consumer: JetStream redelivers
   // them when their delay is over, and nothing can bring that forward from outside.
@@ -66,20 +72,19 @@ std::int64_t NatsConsole::replay_state(const std::string& state, std::string& er
     std::vector<std::uint64_t> letters;
   };
   std::map<std::pair<std::string, std::string>, Group> groups;
-  const bool ok = nats_reader::scan(
-      *c, nats_, dead_letters(nats_.subject), true,
-      [&](natsMsg* msg, std::uint64_t sequence) {
-        const DeadLetter d = read_dead_letter(msg, nats_.subject);
-        if (!configured.contains(d.handler)) return;  // no consumer would take it
-        const std::string event = d.sequence ? std::to_string(*d.sequence) : "key:" + d.event_key;
-        Group& g = groups[{d.handler, event}];
-        g.key = d.event_key;
-        g.event = d.sequence.value_or(0);
-        g.newest = std::max(g.newest, sequence);
-        g.letters.push_back(sequence);
-      },
-      error);
-  if (!ok) return 0;
+  {
+    std::lock_guard lock(dead_mutex_);
+    if (!dead_.refresh(*c, nats_, error)) return 0;
+    for (const auto& [sequence, d] : dead_.letters()) {
+      if (!configured.contains(d.handler)) continue;  // no consumer would take it
+      const std::string event = d.sequence ? std::to_string(*d.sequence) : "key:" + d.event_key;
+      Group& g = groups[{d.handler, event}];
+      g.key = d.event_key;
+      g.event = d.sequence.value_or(0);
+      g.newest = std::max(g.newest, sequence);
+      g.letters.push_back(sequence);
+    }
+  }
 
   std::int64_t replayed = 0;
   std::int64_t now_ms = unix_ms_now();

@@ -55,6 +55,8 @@ class NatsConsole {
   /// The connection, connected; nullptr and `error` when NATS cannot be reached now.
   nats::Connection* connection(std::string& error);
   [[nodiscard]] std::string where_of(nats::Connection& c) const;
+  /// The delivery states now (the dead-letter index brought up to date first).
+  std::optional<DeliveryStates> states(nats::Connection& c, std::string& error);
   EventSummary summarize(const nats_reader::Header& h, DeliveryStates& states) const;
 
   const config::Config& config_;
@@ -62,6 +64,8 @@ class NatsConsole {
   std::shared_ptr<const NatsHistory> history_;
   std::mutex mutex_;  // guards connection_ (the connection itself is thread-safe)
   std::unique_ptr<nats::Connection> connection_;
+  std::mutex dead_mutex_;  // guards dead_
+  DeadLetterIndex dead_;   // kept between calls: a page reads only the dead letters added since
 };
 
 }  // namespace fbr::server

@@ -87,7 +87,7 @@ EventPage NatsConsole::query_events(const EventQuery& query, std::string& error)
   if (!bounds) return {};
   auto* c = connection(error);
   if (c == nullptr) return {};
-  auto states = DeliveryStates::read(*c, nats_, error);
+  auto states = this->states(*c, error);
   if (!states) return {};
 
   std::vector<EventSummary> kept;  // summaries of the rows `match` admitted, in order
@@ -131,7 +131,7 @@ std::optional<EventDetail> NatsConsole::event_detail(const std::string& key, std
   if (!page) return std::nullopt;
   if (page->rows.empty()) return std::nullopt;
   const nats_reader::Header& h = page->rows.front();
-  auto states = DeliveryStates::read(*c, nats_, error);
+  auto states = this->states(*c, error);
   if (!states) return std::nullopt;
 
   natsMsg* stored = nullptr;

@@ -84,7 +84,9 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
   auto found = find_events(*connection, nats, log_id, limit, error);
   if (!found) return {};
 
-  auto states = DeliveryStates::read(*connection, nats, error);
+  DeadLetterIndex dead;
+  if (!dead.refresh(*connection, nats, error)) return {};
+  auto states = DeliveryStates::read(*connection, nats, dead, error);
   if (!states) return {};
   std::vector<EventRow> rows;
   for (auto& f : *found) {

@@ -65,7 +65,7 @@ void NatsHistory::started(const std::string& key, const std::string& log_id,
     if (!d.running) ++running_;
     d.running = true;
     d.running_since_ms = unix_ms_now();
-    d.attempts = std::max(d.attempts, attempt);
+    d.attempts = attempt;
     d.next_attempt_at_ms = 0;
     d.updated_at = iso_from_unix_ms(d.running_since_ms);
   }
@@ -88,7 +88,7 @@ void NatsHistory::finished(const std::string& key, const std::string& log_id,
     d.running_since_ms = 0;
     d.last_outcome = outcome;
     d.last_error = error;
-    d.attempts = std::max(d.attempts, attempt);
+    d.attempts = attempt;
     d.next_attempt_at_ms = outcome == "retry" ? next_attempt_at_ms : 0;
     d.updated_at = iso_from_unix_ms(now);
   }
@@ -102,7 +102,7 @@ void NatsHistory::gave_up(const std::string& key, const std::string& log_id,
     Delivery& d = slot(key, handler);
     d.last_outcome = "dead";
     d.last_error = error;
-    d.attempts = std::max(d.attempts, attempts);
+    d.attempts = attempts;
     d.next_attempt_at_ms = 0;
     d.updated_at = iso_from_unix_ms(unix_ms_now());
   }

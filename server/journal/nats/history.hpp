@@ -32,7 +32,8 @@ class NatsHistory {
     std::string last_outcome;              ///< done, retry, dead ("" while the first runs)
     std::string last_error;
     std::string updated_at;  ///< ISO 8601 UTC of the last transition
-    int attempts = 0;        ///< the highest attempt number seen (JetStream's NumDelivered)
+    int attempts =
+        0;  ///< the last attempt's number (its message's NumDelivered: a replay starts at 1)
     std::int64_t next_attempt_at_ms = 0;  ///< after a retry: when it is due
   };
 

@@ -32,8 +32,34 @@ std::optional<ConsumerCounts> consumer_counts(nats::Connection& c, const std::st
   return counts;
 }
 
+bool DeadLetterIndex::read_from(nats::Connection& c, const config::NatsJournal& config,
+                                std::uint64_t from, std::string& error) {
+  return nats_reader::read_range(
+      c, config, dead_letters(config.subject), from, 0, true,
+      [&](natsMsg* msg, const jsMsgMetaData& meta) {
+        letters_[meta.Sequence.Stream] = read_dead_letter(msg, config.subject);
+        read_to_ = std::max(read_to_, meta.Sequence.Stream);
+        return true;
+      },
+      error);
+}
+
+bool DeadLetterIndex::refresh(nats::Connection& c, const config::NatsJournal& config,
+                              std::string& error) {
+  const auto stored = nats_reader::count(c, config, dead_letters(config.subject), error);
+  if (!stored) return false;
+  if (*stored == letters_.size() && *stored == 0) return true;
+  if (!read_from(c, config, read_to_ + 1, error)) return false;
+  if (letters_.size() == *stored) return true;
+  // Some went (replayed, or deleted by hand): read them all again.
+  letters_.clear();
+  read_to_ = 0;
+  return read_from(c, config, 1, error);
+}
+
 std::optional<DeliveryStates> DeliveryStates::read(nats::Connection& c,
                                                    const config::NatsJournal& config,
+                                                   const DeadLetterIndex& dead,
                                                    std::string& error) {
   DeliveryStates states;
   states.connection_ = &c;
@@ -42,17 +68,11 @@ std::optional<DeliveryStates> DeliveryStates::read(nats::Connection& c,
     auto [it, fresh] = map.emplace(which, d);
     if (!fresh && d.letter > it->second.letter) it->second = d;
   };
-  const bool dead_ok = nats_reader::scan(
-      c, config, nats_stream::dead_letters(config.subject), true,
-      [&](natsMsg* msg, std::uint64_t sequence) {
-        const DeadLetter d = read_dead_letter(msg, config.subject);
-        const Dead entry{d.error, d.attempts, sequence};
-        keep(states.dead_by_key_, std::pair{d.handler, d.event_key}, entry);
-        if (d.sequence) keep(states.dead_by_seq_, std::pair{d.handler, *d.sequence}, entry);
-        ++states.dead_count_;
-      },
-      error);
-  if (!dead_ok) return std::nullopt;
+  for (const auto& [sequence, d] : dead.letters()) {
+    const Dead entry{d.error, d.attempts, sequence};
+    keep(states.dead_by_key_, std::pair{d.handler, d.event_key}, entry);
+    if (d.sequence) keep(states.dead_by_seq_, std::pair{d.handler, *d.sequence}, entry);
+  }
 
   // Replays: per handler's replay subject, only those past its replay consumer's ack floor.
   const auto subjects = nats_reader::subjects(c, config, config.subject + ".replay.>", error);

@@ -20,16 +20,36 @@
 
 #include "config/config.hpp"
 #include "server/journal/nats/history.hpp"
+#include "server/journal/nats/stream.hpp"
 #include "server/support/nats_client.hpp"
 
 namespace fbr::server {
 
+/// The dead letters of the stream (headers only), read in full once, then only those added since:
+/// a count that no longer adds up (some were deleted: replayed) reads them all again. Not
+/// thread-safe: its owner serialises refresh() and the reads of letters().
+class DeadLetterIndex {
+ public:
+  /// Brings the index up to date. False and `error` when the stream cannot be read.
+  bool refresh(nats::Connection& c, const config::NatsJournal& config, std::string& error);
+  /// By the dead letter's own stream sequence.
+  [[nodiscard]] const std::map<std::uint64_t, nats_stream::DeadLetter>& letters() const {
+    return letters_;
+  }
+
+ private:
+  bool read_from(nats::Connection& c, const config::NatsJournal& config, std::uint64_t from,
+                 std::string& error);
+  std::map<std::uint64_t, nats_stream::DeadLetter> letters_;
+  std::uint64_t read_to_ = 0;  // the highest sequence read
+};
+
 class DeliveryStates {
  public:
-  /// Reads every dead letter and the replays not yet acknowledged (headers only). nullopt and
-  /// `error` when the stream cannot be read.
+  /// The states with these dead letters (up to date) and the replays not yet acknowledged (read
+  /// here, headers only). nullopt and `error` when the stream cannot be read.
   static std::optional<DeliveryStates> read(nats::Connection& c, const config::NatsJournal& config,
-                                            std::string& error);
+                                            const DeadLetterIndex& dead, std::string& error);
 
   struct State {
     std::string state;  ///< pending, running, done, failed, dead
@@ -40,9 +60,6 @@ class DeliveryStates {
   /// The state of (event `key` at stream `sequence`, `handler`); `here` is what this process saw.
   State of(const std::string& handler, const std::string& key, std::uint64_t sequence,
            const std::optional<NatsHistory::Delivery>& here);
-
-  /// The number of dead letters read.
-  [[nodiscard]] std::size_t dead_letters() const { return dead_count_; }
 
  private:
   struct Dead {
@@ -59,7 +76,6 @@ class DeliveryStates {
   std::string stream_;
   std::map<std::pair<std::string, std::string>, Dead> dead_by_key_;
   std::map<std::pair<std::string, std::uint64_t>, Dead> dead_by_seq_;
-  std::size_t dead_count_ = 0;
   // (handler, event sequence) → the newest replay of it not yet acknowledged.
   std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> replays_;
   std::map<std::string, std::optional<std::uint64_t>> floors_;
