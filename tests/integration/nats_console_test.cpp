@@ -370,6 +370,51 @@ TEST_CASE("nats console: delivery states, an event whole, counts and the replay 
   CHECK(probe.messages(kStream, kSubject + ".replay.fail").size() == 2);
 }
 
+TEST_CASE("nats console: a delivery running here is running, one waiting for its retry failed") {
+  SKIP_WITHOUT_NATS();
+  NatsCluster cluster(1);
+  TempDir dir;
+  const fs::path gate = dir.path() / "gate";
+  const std::string slow =
+      R"({"name": "slow", "type": "exec", "command": ["/bin/sh", "-c", "while [ ! -e ')" +
+      gate.string() + R"(' ]; do sleep 0.05; done"]})";
+  const std::string flaky =
+      R"({"name": "flaky", "type": "exec", "command": ["/bin/sh", "-c", "echo later >&2; exit 3"],)"
+      R"( "retry": {"max_attempts": 5, "initial_backoff_ms": 60000, "max_backoff_ms": 60000}})";
+  Receiver r(console_config(cluster, slow + ", " + flaky), true);
+  NatsProbe probe(cluster.urls());
+  const auto event = publish_event(probe, "slow,flaky");
+  auto state_of = [&](const std::string& handler) {
+    const auto page = r.events(Q().q(event.log_id));
+    const auto* d = page.events.empty() ? nullptr : chip(page.events[0], handler);
+    return d == nullptr ? std::string("none") : d->state;
+  };
+  CHECK(dispatch::poll_until([&] { return state_of("slow") == "running"; }, 20s));
+  CHECK(dispatch::poll_until([&] { return state_of("flaky") == "failed"; }, 20s));
+  CHECK(log_ids(r.events(Q().state("running"))) == std::vector<std::string>{event.log_id});
+  CHECK(log_ids(r.events(Q().state("failed"))) == std::vector<std::string>{event.log_id});
+  std::string error;
+  auto counts = r.backend->counts(error);
+  CHECK(counts.deliveries.at("running") == 1);
+  CHECK(counts.deliveries.at("failed") == 1);  // flaky's message, waiting out its delay
+  const auto detail = r.backend->event_detail(event.log_id, error);
+  REQUIRE(detail.has_value());
+  const auto& f = detail->deliveries.at(1);
+  CHECK(f.state == "failed");
+  CHECK(f.attempts == 1);
+  CHECK(f.last_error.find("exit status 3") != std::string::npos);
+  CHECK(f.next_attempt_at_ms > srv::unix_ms_now() + 20000);  // half the ceiling at least
+  REQUIRE(f.history.size() == 1);
+  CHECK(f.history[0].outcome == "retry");
+  CHECK(detail->deliveries.at(0).state == "running");
+  CHECK(detail->deliveries.at(0).history.empty());  // nothing ended yet
+
+  write_file(gate, "");
+  CHECK(dispatch::poll_until([&] { return state_of("slow") == "done"; }, 20s));
+  counts = r.backend->counts(error);
+  CHECK(counts.deliveries.at("running") == 0);
+}
+
 TEST_CASE("nats console: replaying a state other than dead is refused or a no-op") {
   SKIP_WITHOUT_NATS();
   NatsCluster cluster(1);
