@@ -351,8 +351,12 @@ TEST_CASE("nats console: delivery states, an event whole, counts and the replay 
   CHECK(counts.deliveries.at("running") == 0);
 
   // Bulk replay: republished for its handler, its dead letter gone.
+  const auto letters = probe.messages(kStream, kSubject + ".dead.fail");
+  REQUIRE(letters.size() == 1);
   CHECK(r.backend->replay_state("dead", error) == 1);
   CHECK(error.empty());
+  for (const auto& m : probe.messages(kStream, kSubject + ".dead.fail"))
+    CHECK(m.sequence != letters[0].sequence);  // deleted (the replay may have died again since)
   const auto replays = probe.messages(kStream, kSubject + ".replay.fail");
   REQUIRE(replays.size() == 1);
   CHECK(replays[0].data == event.body);
@@ -361,8 +365,13 @@ TEST_CASE("nats console: delivery states, an event whole, counts and the replay 
   CHECK(replays[0].headers.count("Fbr-Error") == 0);
   // It fails again (always): a new dead letter, counted once, and replayed once more.
   REQUIRE(dispatch::poll_until(
-      [&] { return probe.messages(kStream, kSubject + ".dead.fail").size() == 1; }, 20s));
+      [&] {
+        const auto now = probe.messages(kStream, kSubject + ".dead.fail");
+        return now.size() == 1 && now[0].sequence != letters[0].sequence;
+      },
+      20s));
   CHECK(dispatch::poll_until([&] { return r.events(dead).events.size() == 1; }, 10s));
+  CHECK(r.backend->counts(error).deliveries.at("dead") == 1);
   const auto again = r.backend->event_detail(event.log_id, error);
   REQUIRE(again.has_value());
   CHECK(again->deliveries[1].history.size() == 2);
@@ -413,6 +422,35 @@ TEST_CASE("nats console: a delivery running here is running, one waiting for its
   CHECK(dispatch::poll_until([&] { return state_of("slow") == "done"; }, 20s));
   counts = r.backend->counts(error);
   CHECK(counts.deliveries.at("running") == 0);
+}
+
+TEST_CASE("nats console: a dead delivery replayed is pending until the replay runs") {
+  SKIP_WITHOUT_NATS();
+  NatsCluster cluster(1);
+  Receiver r(console_config(cluster, failing_handler("fail")));  // configured, not dispatching
+  NatsProbe probe(cluster.urls());
+  const auto event = publish_event(probe, "fail");  // sequence 1
+  probe.publish(kSubject + ".dead.fail", event.body, event.log_id + ":dead:fail",
+                {{"Fbr-Event-Key", event.log_id},
+                 {"Fbr-Handler", "fail"},
+                 {"Fbr-Stream-Seq", "1"},
+                 {"Fbr-Error", "HTTP 404"},
+                 {"Fbr-Attempts", "4"}});
+  auto fail = [&] { return *chip(r.events(Q().q(event.log_id)).events.at(0), "fail"); };
+  CHECK(fail().state == "dead");
+  CHECK(fail().attempts == 4);
+  std::string error;
+  const auto detail = r.backend->event_detail(event.log_id, error);
+  REQUIRE(detail.has_value());
+  CHECK(detail->deliveries.at(0).last_error == "HTTP 404");
+  CHECK(detail->deliveries.at(0).history.empty());  // it never ran in this process
+
+  // The event's replay (the CLI's, or the console's per-event one) keeps the dead letter: the
+  // newer replay outranks it.
+  CHECK(r.backend->replay(event.log_id, "fail", error) == std::vector<std::string>{"fail"});
+  CHECK(fail().state == "pending");
+  CHECK(r.events(Q().state("dead")).events.empty());
+  CHECK(r.backend->counts(error).deliveries.at("dead") == 1);  // dead letters, counted as stored
 }
 
 TEST_CASE("nats console: replaying a state other than dead is refused or a no-op") {
