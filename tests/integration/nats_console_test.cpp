@@ -4,8 +4,10 @@
 // backend's own dispatcher runs real handlers (a file handler, a failing exec child) for the
 // delivery states, the history and the bulk replay. Waiting is always a poll with a deadline.
 #include <doctest/doctest.h>
+#include <rapidjson/document.h>
 #include <spdlog/sinks/null_sink.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -14,6 +16,7 @@
 
 #include "server/journal/backend.hpp"
 #include "server/journal/nats/console.hpp"
+#include "server/support/activity.hpp"
 #include "tests/integration/dispatch_support.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/nats_support.hpp"
@@ -422,6 +425,49 @@ TEST_CASE("nats console: a delivery running here is running, one waiting for its
   CHECK(dispatch::poll_until([&] { return state_of("slow") == "done"; }, 20s));
   counts = r.backend->counts(error);
   CHECK(counts.deliveries.at("running") == 0);
+}
+
+TEST_CASE("nats console: each delivery transition goes to the live hub as a delivery item") {
+  SKIP_WITHOUT_NATS();
+  NatsCluster cluster(1);
+  TempDir dir;
+  auto live = srv::activity().subscribe();
+  Receiver r(console_config(cluster, file_handler("files", dir.path() / "out") + ", " +
+                                         failing_handler("fail")),
+             true);
+  NatsProbe probe(cluster.urls());
+  const auto event = publish_event(probe, "files,fail");
+  std::vector<rapidjson::Document> items;
+  auto ended = [&](const std::string& handler, const std::string& state) {
+    bool lost = false;
+    for (auto& item : live->take(lost)) {
+      if (item.type != "delivery") continue;
+      rapidjson::Document doc;
+      doc.Parse(item.json.c_str());
+      REQUIRE_FALSE(doc.HasParseError());
+      items.push_back(std::move(doc));
+    }
+    return std::any_of(items.begin(), items.end(), [&](const rapidjson::Document& d) {
+      return std::string(d["handler"].GetString()) == handler &&
+             std::string(d["state"].GetString()) == state;
+    });
+  };
+  CHECK(dispatch::poll_until([&] { return ended("files", "done") && ended("fail", "dead"); }, 20s));
+  std::vector<std::string> seen;
+  for (const auto& d : items) {
+    CHECK(d.MemberCount() == 6);
+    CHECK(std::string(d["key"].GetString()) == event.log_id);
+    CHECK(std::string(d["log_id"].GetString()) == event.log_id);
+    CHECK(d["attempts"].GetInt() == 1);
+    const std::string state = d["state"].GetString();
+    seen.push_back(std::string(d["handler"].GetString()) + ":" + state);
+    if (state == "dead")
+      CHECK(std::string(d["error"].GetString()).find("boom") != std::string::npos);
+    if (state == "running" || state == "done") CHECK(std::string(d["error"].GetString()).empty());
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(seen ==
+        std::vector<std::string>{"fail:dead", "fail:running", "files:done", "files:running"});
 }
 
 TEST_CASE("nats console: a dead delivery replayed is pending until the replay runs") {
