@@ -38,6 +38,9 @@ class NatsBackend final : public Backend {
 
   std::vector<std::string> replay(const std::string& log_id, const std::string& handler,
                                   std::string& error) override {
+    // In a running service (the console's per-event replay) over the console's connection; the
+    // CLI connects once, failing at once when no server answers.
+    if (journal_ != nullptr) return console_.replay_event(log_id, handler, error);
     return replay_nats_event(config_, log_id, handler, error);
   }
 

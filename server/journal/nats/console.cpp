@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "server/journal/nats/events.hpp"
 #include "server/journal/nats/journal.hpp"
 #include "server/journal/nats/stream.hpp"
 
@@ -126,6 +127,13 @@ std::int64_t NatsConsole::replay_state(const std::string& state, std::string& er
     ++replayed;
   }
   return replayed;
+}
+
+std::vector<std::string> NatsConsole::replay_event(const std::string& log_id,
+                                                   const std::string& handler, std::string& error) {
+  auto* c = connection(error);
+  if (c == nullptr) return {};
+  return replay_nats_event(*c, config_, log_id, handler, error);
 }
 
 std::string NatsConsole::where_of(nats::Connection& c) const {

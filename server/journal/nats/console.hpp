@@ -42,6 +42,9 @@ class NatsConsole {
   QuarantinePage query_quarantine(const std::string& cursor, int limit, std::string& error);
   std::optional<QuarantineRow> quarantined(const std::string& id, std::string& error);
   JournalCounts counts(std::string& error);
+  /// Backend::replay in a running service: replay_nats_event over this connection.
+  std::vector<std::string> replay_event(const std::string& log_id, const std::string& handler,
+                                        std::string& error);
   /// nats_connected and stream_present, on the console's connection (only the first call waits,
   /// up to 2 s, for it to connect).
   std::vector<HealthCheck> health();

@@ -104,19 +104,37 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
   return rows;
 }
 
+namespace {
+
+/// No handler `handler` (when one is named) in the configuration: `error` says so.
+bool handler_unknown(const config::Config& config, const std::string& handler, std::string& error) {
+  if (handler.empty()) return false;
+  for (const auto& h : config.handlers) {
+    if (h.name == handler) return false;
+  }
+  error = "no handler named " + handler + " in the configuration";
+  return true;
+}
+
+}  // namespace
+
 std::vector<std::string> replay_nats_event(const config::Config& config, const std::string& log_id,
                                            const std::string& handler, std::string& error) {
+  if (handler_unknown(config, handler, error)) return {};
+  auto connection = connect(config.journal.nats, error);
+  if (!connection) return {};
+  return replay_nats_event(*connection, config, log_id, handler, error);
+}
+
+std::vector<std::string> replay_nats_event(nats::Connection& connection,
+                                           const config::Config& config, const std::string& log_id,
+                                           const std::string& handler, std::string& error) {
   const auto& nats = config.journal.nats;
+  if (handler_unknown(config, handler, error)) return {};
   std::set<std::string> configured;
   for (const auto& h : config.handlers)
     configured.insert(h.name);
-  if (!handler.empty() && !configured.contains(handler)) {
-    error = "no handler named " + handler + " in the configuration";
-    return {};
-  }
-  auto connection = connect(nats, error);
-  if (!connection) return {};
-  auto found = find_events(*connection, nats, log_id, 1, error);
+  auto found = find_events(connection, nats, log_id, 1, error);
   if (!found) return {};
   if (found->empty()) {
     error = "no event with Log ID " + log_id + " in JetStream stream " + nats.stream;
@@ -136,7 +154,7 @@ std::vector<std::string> replay_nats_event(const config::Config& config, const s
   natsMsg* stored = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
   natsStatus s =
-      js_GetMsg(&stored, connection->js(), nats.stream.c_str(), event.sequence, nullptr, &code);
+      js_GetMsg(&stored, connection.js(), nats.stream.c_str(), event.sequence, nullptr, &code);
   if (s != NATS_OK) {
     error = "JetStream stream " + nats.stream + ": cannot read message " +
             std::to_string(event.sequence) + ": " + js_error(s, code);
@@ -153,7 +171,7 @@ std::vector<std::string> replay_nats_event(const config::Config& config, const s
     nats::Message message =
         nats_stream::replay(nats.subject, event.row.key, event.sequence, headers, target, now_ms);
     message.body = body;
-    auto result = nats::publish_sync(*connection, message, NatsJournal::kAckTimeoutMs, nats.stream);
+    auto result = nats::publish_sync(connection, message, NatsJournal::kAckTimeoutMs, nats.stream);
     if (!result.ok) {
       error = "replay for handler " + target + " (" + message.subject + "): " + result.error;
       return replayed;
