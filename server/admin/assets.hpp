@@ -1,7 +1,7 @@
 #pragma once
 // The console page's files (web/console/), embedded in the binary: nothing to deploy, nothing
 // fetched from elsewhere. The definition of find_asset is generated from web/console/ at build
-// time; assets_fallback.cpp is a one-page stand-in until that generator exists.
+// time (web/CMakeLists.txt, cmake/embed_assets.cmake).
 #include <string_view>
 
 namespace fbr::server::admin {
