@@ -3,27 +3,14 @@
 #include "server/admin/download_files.hpp"
 
 #include <doctest/doctest.h>
-#include <stdlib.h>
 
 #include <fstream>
 
 #include "server/handlers/download/records.hpp"
+#include "tests/unit/server/handlers/download/support.hpp"
 
 namespace fbr::server::admin {
 namespace {
-
-struct ScratchDir {
-  ScratchDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "fbr-admin-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::filesystem::path path;
-};
 
 download::FileRecord record(std::string url, std::string file) {
   download::FileRecord r;
@@ -46,7 +33,7 @@ Activity::FileProgress live(std::string handler, std::string url, std::uint64_t 
 }
 
 TEST_CASE("admin download files: records once each and verified, then live transfers") {
-  ScratchDir dir;
+  download::test::TempDir dir;
   {
     std::ofstream out(dir.path / download::kVerifiedFile);
     out << download::verified_line(record("https://x/1", "output/Patient.000.ndjson")) << "\n";
@@ -70,7 +57,7 @@ TEST_CASE("admin download files: records once each and verified, then live trans
 }
 
 TEST_CASE("admin download files: no folder yet: only what the transfers report") {
-  ScratchDir dir;
+  download::test::TempDir dir;
   const auto files =
       download_files("download", dir.path / "missing", {live("download", "https://x/1", 5)});
   REQUIRE(files.size() == 1);
