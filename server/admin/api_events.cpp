@@ -10,9 +10,9 @@
 #include "core/event.hpp"
 #include "core/text.hpp"
 #include "server/admin/api.hpp"
+#include "server/admin/download_files.hpp"
 #include "server/admin/offload.hpp"
 #include "server/admin/params.hpp"
-#include "server/handlers/download/records.hpp"
 #include "server/handlers/handler.hpp"
 #include "server/support/activity.hpp"
 
@@ -35,35 +35,6 @@ const config::Handler* find_handler(const config::Config& config, std::string_vi
     if (h.name == name) return &h;
   }
   return nullptr;
-}
-
-/// A download handler's files for the event's page: what its records on disk say (verified),
-/// then what this process's transfers report of the others (in progress, or failed).
-std::vector<Activity::FileProgress> download_files(const std::string& handler,
-                                                   const config::DownloadHandler& settings,
-                                                   const std::string& key) {
-  std::vector<Activity::FileProgress> files;
-  const auto dir = std::filesystem::path(settings.dir) / file_stem(key);
-  for (const auto& record : download::read_verified(dir)) {
-    Activity::FileProgress f;
-    f.handler = handler;
-    f.url = record.url;
-    f.file = record.file;
-    f.bytes = record.bytes;
-    f.expected = record.bytes;
-    f.resources = record.lines;
-    f.sha256 = record.sha256;
-    f.verified = true;
-    files.push_back(std::move(f));
-  }
-  for (const auto& live : activity().progress_of(key)) {
-    if (live.handler != handler) continue;
-    const bool recorded = std::any_of(files.begin(), files.end(), [&](const auto& f) {
-      return f.url == live.url && (live.file.empty() || live.file == f.file);
-    });
-    if (!recorded) files.push_back(live);
-  }
-  return files;
 }
 
 struct Found {
@@ -121,8 +92,10 @@ asio::awaitable<AdminReply> Api::event(const std::string& key) {
       if (handler == nullptr) continue;
       found.extras.types[d.handler] = handler->type;
       if (const auto* download = std::get_if<config::DownloadHandler>(&handler->settings)) {
+        const std::string& event_key = found.detail->summary.key;
         found.extras.files[d.handler] =
-            download_files(d.handler, *download, found.detail->summary.key);
+            download_files(d.handler, std::filesystem::path(download->dir) / file_stem(event_key),
+                           activity().progress_of(event_key));
       }
     }
     return found;
