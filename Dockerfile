@@ -52,7 +52,7 @@ ENV FBR_LISTEN=0.0.0.0:8080 \
 USER fbr:fbr
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 8080
+EXPOSE 8080 8081
 # GET /healthz on the port of FBR_LISTEN, with bash's /dev/tcp (there is no curl in the image).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["fbr-healthcheck"]
 # SIGTERM (docker stop) finishes in-flight requests and running deliveries, then exits 0.

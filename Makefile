@@ -24,6 +24,8 @@ run: build
 	@echo "  FBR_SEND_TOKEN=dev-token $(BIN) send \\"
 	@echo "    --url http://127.0.0.1:8080/webhook tests/fixtures/events/complete.json"
 	@echo
+	@echo "and watch it arrive in the event console: http://127.0.0.1:8081/"
+	@echo
 	@$(BIN) serve --config config/dev.json
 
 # Every test twice: an optimised build, then the whole suite again under ASan+UBSan. A skipped

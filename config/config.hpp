@@ -20,6 +20,7 @@ enum class LogFormat { kText, kJson };
 struct Listen {
   std::string host = "127.0.0.1";  ///< IPv6 without brackets ("::")
   std::uint16_t port = 8080;       ///< 0 = any free port (the chosen one is logged)
+  bool operator==(const Listen&) const = default;
 };
 
 struct Tls {

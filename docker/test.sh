@@ -213,8 +213,11 @@ wait_healthz() {
   fail "GET $u/healthz never answered 200"
 }
 
-start_serve "$logs/serve.log"
-say "serve: pid $server_pid, uid $server_uid, listening on 127.0.0.1:$port"
+admin_token=admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+start_serve "$logs/serve.log" --env FBR_ADMIN_LISTEN=127.0.0.1:0 --env FBR_ADMIN_TOKENS="$admin_token"
+admin_port=$(sed -n 's/.*listening.* admin=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$logs/serve.log" | head -1)
+[ -n "$admin_port" ] || { cat "$logs/serve.log" >&2; fail "serve did not log admin=127.0.0.1:<port>"; }
+say "serve: pid $server_pid, uid $server_uid, listening on 127.0.0.1:$port, console on 127.0.0.1:$admin_port"
 url=http://127.0.0.1:$port
 http_port=$port
 wait_healthz "$url"
@@ -238,6 +241,21 @@ fi
 "$BIN" send --url "$url/webhook" --token "wrong-$token" "$FIXTURE" >"$logs/send3.out" 2>&1 || true
 [ "$(head -1 "$logs/send3.out")" = 401 ] || { cat "$logs/send3.out" >&2; fail "a wrong token is not a 401"; }
 say "again: 200 duplicate:true; with a wrong token: 401"
+
+# The event console through the admin port (compose publishes it on the host's loopback only).
+grep -q '"127.0.0.1:8081:8081"' docker/compose.yaml || fail "compose.yaml does not publish the admin port on 127.0.0.1 only"
+admin=http://127.0.0.1:$admin_port
+page=$(curl -s --max-time 5 "$admin/") || fail "GET $admin/ failed"
+[[ $page == *'<html'* ]] || fail "GET / on the admin port is not the console page: ${page:0:200}"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$admin/api/events")
+[ "$code" = 401 ] || fail "GET /api/events without the admin token answered $code, want 401"
+listed=$(curl -s --max-time 5 -H "Authorization: Bearer $admin_token" "$admin/api/events?q=$log_id")
+[[ $listed == *"\"log_id\":\"$log_id\""* ]] || fail "GET /api/events?q=$log_id does not list it: ${listed:0:300}"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/metrics")" = 404 ] ||
+  fail "/metrics is still on the webhook port with an admin listener"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $admin_token" "$admin/metrics")" = 200 ] ||
+  fail "/metrics is not on the admin port"
+say "console: GET / is the page, /api/events 401 without the token and lists $log_id with it; /metrics moved to the admin port"
 
 # The journal, through the server's own root (/proc/PID/root is the container's file system as the
 # server sees it, the /data volume included).

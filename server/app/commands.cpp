@@ -81,37 +81,15 @@ int validate(const std::vector<std::string>& files) {
 int send(const std::string& url, const std::string& token, const std::string& file) {
   auto body = read_input(file);
   if (!body) return kExitFailure;
-  std::string response;
-  CurlHandle curl;
-  HeaderList headers;
-  try {
-    init_curl_once();
-    curl.reset(curl_easy_init());
-    if (!curl) throw std::runtime_error("cannot create a libcurl handle");
-    headers.add("Content-Type: application/json");
-    headers.add("Expect:");
-    if (!token.empty()) headers.add("verification-token: " + token);
-  } catch (const std::exception& e) {
-    std::cerr << "fhir-bulk-receiver: cannot send to " << url << ": " << e.what() << "\n";
+  std::vector<std::string> headers = {"Content-Type: application/json"};
+  if (!token.empty()) headers.push_back("verification-token: " + token);
+  const auto answer = post_once(url, headers, *body, 60);
+  if (!answer.error.empty()) {
+    std::cerr << "fhir-bulk-receiver: cannot send to " << url << ": " << answer.error << "\n";
     return kExitFailure;
   }
-  const std::string user_agent = std::string("fhir-bulk-receiver-send/") + FBR_VERSION;
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_POST, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body->data());
-  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(curl.get(), CURLOPT_USERAGENT, user_agent.c_str());
-  collect_body(curl.get(), response);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 60L);
-  const CURLcode rc = curl_easy_perform(curl.get());
-  if (rc != CURLE_OK) {
-    std::cerr << "fhir-bulk-receiver: cannot send to " << url << ": "
-              << curl_error_text(rc, nullptr) << "\n";
-    return kExitFailure;
-  }
-  long code = 0;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &code);
+  const long code = answer.code;
+  const std::string& response = answer.body;
   // The answer is the server's (or whatever answered there): shown line by line, escaped, so the
   // terminal never obeys it.
   std::cout << code << "\n";
@@ -224,25 +202,6 @@ int events(const config::Config& config, const std::string& log_id, int limit, b
       }
     }
   }
-  return kExitOk;
-}
-
-int replay(const config::Config& config, const std::string& log_id, const std::string& handler) {
-  const auto backend = make_backend(config);
-  std::string error;
-  auto requeued = backend->replay(log_id, handler, error);
-  if (!error.empty()) {
-    std::cerr << "fhir-bulk-receiver: " << core::printable(error) << "\n";
-    return kExitFailure;
-  }
-  const std::string shown_id = core::printable(log_id);
-  if (requeued.empty()) {
-    std::cout << "no deliveries to replay for " << shown_id << "\n";
-    return kExitFailure;
-  }
-  for (const auto& requeued_name : requeued)
-    std::cout << backend->replayed(shown_id, core::printable(requeued_name)) << "\n";
-  std::cout << backend->after_replay() << "\n";
   return kExitOk;
 }
 

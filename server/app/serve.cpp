@@ -43,6 +43,8 @@ void reload(const config::Config& startup, LiveConfig& live, LiveAuth& auth, Dis
   keep(next.listen.host, startup.listen.host, "listen");
   keep(next.listen.port, startup.listen.port, "listen");
   keep(next.path, startup.path, "path");
+  keep(next.admin.listen, startup.admin.listen, "admin.listen");
+  keep(next.admin.session_ttl_s, startup.admin.session_ttl_s, "admin.session_ttl_s");
   keep(next.data_dir, startup.data_dir, "data_dir");
   keep(next.max_body_bytes, startup.max_body_bytes, "max_body_bytes");
   keep(next.journal.backend, startup.journal.backend, "journal");
@@ -59,7 +61,8 @@ void reload(const config::Config& startup, LiveConfig& live, LiveAuth& auth, Dis
   keep(next.limits.body_timeout_ms, startup.limits.body_timeout_ms, "limits");
   keep(next.limits.idle_timeout_ms, startup.limits.idle_timeout_ms, "limits");
   keep(next.limits.max_connections, startup.limits.max_connections, "limits");
-  if (next.tls.enabled() != startup.tls.enabled()) {
+  if (next.tls.enabled() != startup.tls.enabled() ||
+      next.admin.tls.enabled() != startup.admin.tls.enabled()) {
     log.error("reload_refused",
               log.fields().add("errors", "tls: turning HTTPS on or off needs a restart"));
     return;

@@ -114,4 +114,40 @@ std::string url_for_messages(std::string_view url) {
   return core::redacted_url(url);
 }
 
+PostAnswer post_once(const std::string& url, const std::vector<std::string>& headers,
+                     std::string_view body, long timeout_s) {
+  PostAnswer answer;
+  CurlHandle curl;
+  HeaderList list;
+  try {
+    init_curl_once();
+    curl.reset(curl_easy_init());
+    if (!curl) throw std::runtime_error("cannot create a libcurl handle");
+    for (const auto& h : headers)
+      list.add(h);
+    list.add("Expect:");
+  } catch (const std::exception& e) {
+    answer.error = e.what();
+    return answer;
+  }
+  const std::string user_agent = std::string("fhir-bulk-receiver/") + FBR_VERSION;
+  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  allow_only_http(curl.get());
+  curl_easy_setopt(curl.get(), CURLOPT_POST, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(curl.get(), CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, timeout_s);
+  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, std::min(timeout_s, 5L));
+  collect_body(curl.get(), answer.body);
+  const CURLcode rc = curl_easy_perform(curl.get());
+  if (rc != CURLE_OK) {
+    answer.error = curl_error_text(rc, nullptr);
+    return answer;
+  }
+  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &answer.code);
+  return answer;
+}
+
 }  // namespace fbr::server

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace fbr::server {
 
@@ -63,5 +64,15 @@ std::string shown_body(std::string_view body);
 
 /// The value of header `name` (e.g. "retry-after") if `line` ("Name: value\r\n") is that header.
 std::optional<std::string_view> header_value(std::string_view line, std::string_view name);
+
+/// A command-line client's POST (send, replay through the admin API): one request, no redirects,
+/// http/https only. `code` 0 with `error` set when no answer came (connection refused, timeout).
+struct PostAnswer {
+  long code = 0;
+  std::string body;
+  std::string error;
+};
+PostAnswer post_once(const std::string& url, const std::vector<std::string>& headers,
+                     std::string_view body, long timeout_s);
 
 }  // namespace fbr::server

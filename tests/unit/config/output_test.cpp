@@ -245,7 +245,14 @@ TEST_CASE("config dev.json: the development config loads and round-trips") {
   CHECK(c.data_dir == "./data");
   CHECK(c.log.level == "info");
   CHECK(c.log.format == LogFormat::kText);
-  CHECK(c.handlers.empty());
+  // The console on loopback without a token, a file and a download handler to look at in it.
+  REQUIRE(c.admin.enabled());
+  CHECK(c.admin.loopback());
+  CHECK(c.admin.listen->port == 8081);
+  CHECK(c.admin.tokens.empty());
+  REQUIRE(c.handlers.size() == 2);
+  CHECK(c.handlers[0].type == "file");
+  CHECK(c.handlers[1].type == "download");
   CHECK(c.source_file == kConfigDir + "/dev.json");
   check_round_trip(c);
   CHECK_FALSE(contains(to_redacted_json(c), "dev-token"));
