@@ -76,6 +76,8 @@ class Activity {
   /// Records a file's progress and publishes a `progress` item (at most 4 a second per file;
   /// always when verified or failed). Keeps the files of the last 256 events.
   void progress(const std::string& event_key, const FileProgress& file);
+  /// The same at a given steady-clock time (tests drive the throttle with it).
+  void progress(const std::string& event_key, const FileProgress& file, std::int64_t steady_now_ms);
   /// The files of that event seen by this process, in first-seen order.
   [[nodiscard]] std::vector<FileProgress> progress_of(const std::string& event_key) const;
 
@@ -96,5 +98,10 @@ class Activity {
 
 /// The process's Activity.
 Activity& activity();
+
+/// A file's progress as JSON: {"key","handler","url","file","bytes","expected","resources",
+/// "sha256","verified","error"} (key and handler left out when empty: an event's page nests the
+/// files under their delivery).
+std::string to_json(const std::string& event_key, const Activity::FileProgress& file);
 
 }  // namespace fbr::server
