@@ -1,8 +1,11 @@
 // The download handler's progress (download/progress.hpp) as the console reads it back from the
 // process's Activity hub: a delivery driven in-process against a scripted server on loopback.
+#include "server/handlers/download/progress.hpp"
+
 #include <doctest/doctest.h>
 #include <spdlog/sinks/null_sink.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -156,6 +159,65 @@ TEST_CASE("download progress: a file verified by an earlier delivery is shown ve
   CHECK(second[0].expected == std::optional<std::uint64_t>(patients.size()));
   CHECK(second[0].resources == 4);
   CHECK(second[0].sha256 == core::sha256_hex(patients));
+}
+
+}  // namespace fbr::server::download
+
+namespace fbr::server::download {
+
+TEST_CASE("download progress: bytes are recorded every MiB, a start and a failure at once") {
+  const ProgressTarget target{"progress-rate", "fetch"};
+  FileTask task{"output",     0,         "Patient",         "https://x.test/P.ndjson?sig=q",
+                std::nullopt, "Patient", "Patient.1.ndjson"};
+  FileReport report(&target, task);
+  const auto recorded = [] {
+    const auto files = activity().progress_of("progress-rate");
+    REQUIRE(files.size() == 1);
+    return files.front();
+  };
+  const auto started = std::chrono::steady_clock::now();
+  report.start(0, 0, 3 << 20);
+  CHECK(recorded().expected == std::optional<std::uint64_t>(3 << 20));
+  CHECK(recorded().url == "https://x.test/P.ndjson");
+  report.received(512 << 10, 10);
+  // Within the quarter second (unless this thread was held up that long): not yet recorded.
+  if (std::chrono::steady_clock::now() - started < std::chrono::milliseconds(200)) {
+    CHECK(recorded().bytes == 0);
+  }
+  report.received((3 << 19), 30);  // 1.5 MiB: a MiB since the last record
+  CHECK(recorded().bytes == (3 << 19));
+  CHECK(recorded().resources == 30);
+  report.failed("HTTP 503");
+  CHECK(recorded().error == "HTTP 503");
+  CHECK_FALSE(recorded().verified);
+}
+
+TEST_CASE("download progress: a failure after verified takes the verified mark back") {
+  const ProgressTarget target{"progress-unverified", "fetch"};
+  FileTask task{"output",     0,         "Patient",         "https://x.test/P.ndjson",
+                std::nullopt, "Patient", "Patient.1.ndjson"};
+  FileReport report(&target, task);
+  FileRecord record;
+  record.url = task.shown_url();
+  record.file = task.file;
+  record.bytes = 10;
+  record.sha256 = "ab";
+  report.verified(record);
+  REQUIRE(activity().progress_of("progress-unverified").front().verified);
+  // e.g. .verified.ndjson could not be written: the file is fetched again.
+  report.failed("write .verified.ndjson: No space left on device");
+  const auto f = activity().progress_of("progress-unverified").front();
+  CHECK_FALSE(f.verified);
+  CHECK(f.sha256.empty());
+  CHECK_FALSE(f.error.empty());
+}
+
+TEST_CASE("download progress: a report without a target records nothing") {
+  FileReport report;
+  report.start(0, 0, 10);
+  report.received(5, 1);
+  report.failed("x");
+  CHECK(activity().progress_of("").empty());
 }
 
 }  // namespace fbr::server::download
