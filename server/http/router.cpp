@@ -21,6 +21,8 @@
 #include "core/event.hpp"
 #include "core/text.hpp"
 #include "server/http/oauth_token.hpp"
+#include "server/journal/console.hpp"
+#include "server/support/activity.hpp"
 #include "server/support/ids.hpp"
 
 namespace fbr::server {
@@ -61,6 +63,32 @@ Reply json_ok(std::string body) {
   return reply;
 }
 
+/// What the console's stream shows of a commit about to be made: an events-table row (every
+/// matched handler pending) or a quarantine item (its id is the journal's, not known yet).
+std::string stream_item(const CommitRequest& commit) {
+  if (commit.quarantine) {
+    QuarantineRow row;
+    row.received_at = commit.receipt.received_at;
+    row.attempt_id = commit.receipt.attempt_id;
+    row.remote_addr = commit.receipt.remote_addr;
+    row.request_id = commit.receipt.request_id;
+    row.errors_json = commit.errors_json;
+    row.bytes = commit.body.size();
+    return to_json(row, false);
+  }
+  EventSummary event;
+  event.key = commit.key;
+  event.log_id = commit.log_id;
+  event.received_at = commit.receipt.received_at;
+  event.status = commit.status;
+  event.test = commit.test;
+  event.output_count = commit.output_count;
+  event.attempts = 1;
+  for (const auto& handler : commit.handlers)
+    event.deliveries.push_back({handler, "pending", 0});
+  return to_json(event);
+}
+
 }  // namespace
 
 Router::Router(const LiveConfig& config, Journal& journal, Metrics& metrics, const Logger& log,
@@ -71,6 +99,7 @@ Router::Router(const LiveConfig& config, Journal& journal, Metrics& metrics, con
                            config.get()->verification_tokens))),
       auth_(auth ? *auth : *own_auth_),
       path_(config.get()->path),
+      admin_(config.get()->admin.enabled()),
       journal_(journal),
       metrics_(metrics),
       log_(log) {}
@@ -122,11 +151,15 @@ asio::awaitable<Reply> Router::handle(Request& request, const RequestInfo& info)
   if (path == "/healthz" && get_or_head) {
     co_return json_ok(R"({"status":"ok"})");
   }
+  // With an admin listener, the details (why not ready, the metrics) are there only.
   if (path == "/readyz" && get_or_head) {
     if (ready()) co_return json_ok(R"({"status":"ready"})");
-    co_return unavailable_reply("journal is not writable");
+    if (!admin_) co_return unavailable_reply("journal is not writable");
+    Reply reply = error_reply(http::status::service_unavailable, "not ready");
+    reply.retry_after = "5";
+    co_return reply;
   }
-  if (path == "/metrics" && get_or_head) {
+  if (path == "/metrics" && get_or_head && !admin_) {
     Reply reply;
     reply.body = metrics_.render();
     reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -204,7 +237,8 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
   if (admission.commit.receipt.attempt_id.empty()) admission.commit.receipt.attempt_id = new_uuid();
   // What the log needs of the commit once it has moved into the journal.
   Committed committed{admission.commit.receipt.attempt_id,
-                      static_cast<std::int64_t>(admission.commit.handlers.size()), 0};
+                      static_cast<std::int64_t>(admission.commit.handlers.size()), 0,
+                      activity().listening() ? stream_item(admission.commit) : std::string()};
   const auto started = std::chrono::steady_clock::now();
   CommitResult result =
       co_await async_commit(journal_, std::move(admission.commit), asio::use_awaitable);
@@ -225,6 +259,15 @@ Reply Router::answered(EventAdmission& admission, const RequestInfo& info) {
   return std::move(admission.reply);
 }
 
+void Router::tell_console(const Committed& committed, bool quarantine) {
+  if (!quarantine) activity().count_event(unix_ms_now());
+  // A stream opened during the commit sees the event in the table when it loads; one still open
+  // is told now.
+  if (!committed.stream_item.empty() && activity().listening()) {
+    activity().publish(quarantine ? "quarantine" : "event", committed.stream_item);
+  }
+}
+
 Reply Router::answer_commit(const EventAdmission& admission, const Committed& committed,
                             const CommitResult& result, const RequestInfo& info) {
   const core::ParseResult& parsed = admission.parsed;
@@ -237,6 +280,7 @@ Reply Router::answer_commit(const EventAdmission& admission, const Committed& co
     }
     metrics_.event(EventResult::kQuarantined);
     log_.warn("quarantined", invalid_fields(log_, parsed, info));
+    tell_console(committed, true);
     return quarantined_reply(info.request_id, parsed.errors);
   }
 
@@ -272,6 +316,7 @@ Reply Router::answer_commit(const EventAdmission& admission, const Committed& co
   }
   metrics_.event(result.duplicate ? EventResult::kDuplicate : EventResult::kAccepted);
   log_.info("event", fields);
+  if (!result.duplicate) tell_console(committed, false);
   return accepted_reply(log_id, result.duplicate, parsed.warnings);
 }
 

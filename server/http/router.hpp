@@ -1,7 +1,9 @@
 #pragma once
 // Maps one HTTP request, read whole, to its Reply: routing (/healthz, /readyz, /metrics, the
 // webhook), GET challenges, and the ingest path: admit_event() (admission.hpp) decides, the one
-// await on the journal's commit, then metrics and logs. The session owns the socket.
+// await on the journal's commit, then metrics, logs and the console's live stream. With an admin
+// listener (admin.listen), /metrics and the detailed readiness are there: here /metrics is 404
+// and /readyz is bare. The session owns the socket.
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/url/params_view.hpp>
@@ -64,7 +66,12 @@ class Router {
     std::string attempt_id;
     std::int64_t handlers = 0;  ///< matched handlers (a pending delivery each, if new)
     double commit_ms = 0;
+    /// The console's stream item (an events-table row or a quarantine item), built before the
+    /// request moved into the journal, and only when a stream is open.
+    std::string stream_item;
   };
+  /// Counts a new event for the console and publishes its stream item, if any.
+  static void tell_console(const Committed& committed, bool quarantine);
   /// Counts and logs a commit's outcome, and returns the answer to it.
   Reply answer_commit(const EventAdmission& admission, const Committed& committed,
                       const CommitResult& result, const RequestInfo& info);
@@ -79,6 +86,7 @@ class Router {
   std::unique_ptr<LiveAuth> own_auth_;  // when constructed without one
   const LiveAuth& auth_;
   const std::string path_;  // fixed at start: a reload does not move the endpoint
+  const bool admin_;        // an admin listener (admin.listen, also fixed at start)
   Journal& journal_;
   Metrics& metrics_;
   const Logger& log_;

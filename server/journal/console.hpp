@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "core/event.hpp"
 #include "server/journal/journal.hpp"
+#include "server/support/activity.hpp"
 
 namespace fbr::server {
 
@@ -133,5 +135,28 @@ namespace fbr::server {
 /// {"key","log_id","received_at","status","test","outputs","attempts","deliveries":[{"handler",
 /// "state","attempts"}]} (test: true, false or null).
 std::string to_json(const EventSummary& event);
+
+/// {"events":[rows],"next_cursor":"..." or null}.
+std::string to_json(const EventPage& page);
+
+/// What the event's page shows beside the journal's record: the model's warnings on its body,
+/// each handler's type (from the live config), and the files of its download handlers.
+struct DetailExtras {
+  std::vector<core::Diagnostic> warnings;
+  std::map<std::string, std::string> types;  ///< handler -> type; absent: no longer configured
+  std::map<std::string, std::vector<Activity::FileProgress>> files;  ///< download handlers only
+};
+/// {"event":row,"body","warnings","attempts","deliveries":[{"handler","type","state","attempts",
+/// "last_error","updated_at","next_attempt_at","history",("files")}]}.
+std::string to_json(const EventDetail& detail, const DetailExtras& extras);
+
+/// A quarantine list item {"id","received_at","attempt_id","remote_addr","request_id","bytes",
+/// "errors"}, with "body" when `with_body`.
+std::string to_json(const QuarantineRow& row, bool with_body);
+/// {"items":[...],"next_cursor":"..." or null}.
+std::string to_json(const QuarantinePage& page);
+
+/// [{"name","ok","detail"}].
+std::string to_json(const std::vector<HealthCheck>& checks);
 
 }  // namespace fbr::server

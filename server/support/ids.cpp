@@ -24,9 +24,12 @@ std::string new_uuid() {
 
 std::string utc_now_iso() {
   using namespace std::chrono;
-  auto now = system_clock::now();
-  auto secs = system_clock::to_time_t(now);
-  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  return utc_iso(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+std::string utc_iso(long long unix_ms) {
+  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  const long long ms = unix_ms % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[64];

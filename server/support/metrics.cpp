@@ -97,6 +97,25 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
   line(out, std::string(name) + "_count", labels, static_cast<double>(count_.load()));
 }
 
+std::optional<double> Histogram::quantile(double q) const {
+  std::array<std::uint64_t, kBounds.size() + 1> counts{};
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    total += counts[i] = buckets_[i].load();
+  if (total == 0) return std::nullopt;
+  const double rank = q * static_cast<double>(total);
+  std::uint64_t below = 0;
+  for (std::size_t i = 0; i < kBounds.size(); ++i) {
+    if (static_cast<double>(below + counts[i]) >= rank && counts[i] > 0) {
+      const double lower = i == 0 ? 0.0 : kBounds[i - 1];
+      const double within = (rank - static_cast<double>(below)) / static_cast<double>(counts[i]);
+      return lower + (kBounds[i] - lower) * within;
+    }
+    below += counts[i];
+  }
+  return kBounds.back();
+}
+
 Metrics::Metrics()
     : start_time_seconds_(
           std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,10 @@ class Histogram {
   void observe(double seconds);
   /// Appends the _bucket, _sum and _count lines of `name` (with optional `labels`).
   void render(std::string& out, std::string_view name, std::string_view labels = {}) const;
+  /// The q-quantile (0 < q < 1) of what was observed, in seconds, interpolated linearly within
+  /// its bucket as Prometheus's histogram_quantile does (past the last bound: that bound);
+  /// nullopt before any observation.
+  [[nodiscard]] std::optional<double> quantile(double q) const;
 
  private:
   std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};  // last: +Inf
@@ -43,6 +48,10 @@ class Metrics {
   void request(unsigned status, double seconds);
   void event(EventResult result);
   void commit(double seconds) { commit_latency_.observe(seconds); }
+  /// The commit latency's q-quantile in seconds (the console's status bar).
+  [[nodiscard]] std::optional<double> commit_quantile(double q) const {
+    return commit_latency_.quantile(q);
+  }
   void delivery(const std::string& handler, std::string_view outcome);
   void connections(std::int64_t delta) { connections_ += delta; }
   void deliveries_waiting(std::int64_t n) { deliveries_waiting_ = n; }

@@ -21,9 +21,17 @@ constexpr milliseconds kMaxAckWait{30000};
 constexpr std::int64_t kMaxAckPending = 10000;
 constexpr int kPublishTimeoutMs = 10000;
 
-/// A message's key: its event key, else its place in the stream (a message nobody keyed).
-std::string key_of(const nats_stream::EventHeaders& headers, std::uint64_t sequence) {
-  return headers.event_key.empty() ? "nats-seq:" + std::to_string(sequence) : headers.event_key;
+/// The outcome an attempt is recorded with: what was decided (a retry past max_attempts is dead).
+core::Outcome::Kind decision_outcome(core::RetryDecision::Kind kind) {
+  switch (kind) {
+    case core::RetryDecision::Kind::kDone:
+      return core::Outcome::Kind::kDone;
+    case core::RetryDecision::Kind::kRetry:
+      return core::Outcome::Kind::kRetry;
+    case core::RetryDecision::Kind::kDead:
+      break;
+  }
+  return core::Outcome::Kind::kDead;
 }
 
 }  // namespace
@@ -83,10 +91,12 @@ struct NatsDispatcher::Job {
   }
 };
 
-NatsDispatcher::NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log)
+NatsDispatcher::NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log,
+                               std::shared_ptr<NatsHistory> history)
     : config_(config),
       metrics_(metrics),
       log_(log),
+      history_(history != nullptr ? std::move(history) : std::make_shared<NatsHistory>()),
       fetched_(config.dispatch_concurrency),
       running_(config.dispatch_concurrency) {}
 
@@ -397,7 +407,7 @@ void NatsDispatcher::forget(const Job& job) {
 
 void NatsDispatcher::run(Job& job) {
   const auto& h = job.headers;
-  const std::string key = key_of(h, job.sequence);
+  const std::string key = nats_stream::key_of(h, job.sequence);
   const std::string_view shown = core::log_id_or_key(h.log_id, key);
   const DeliveryName name{shown, h.attempt_id, job.handler};
   std::shared_ptr<Route> route;
@@ -424,6 +434,7 @@ void NatsDispatcher::run(Job& job) {
     const std::string error = "gave up after " + std::to_string(job.attempt - 1) +
                               " attempts: the last one did not report an outcome";
     log_dead(log_, name, job.attempt - 1, error);
+    history_->gave_up(key, h.log_id, job.handler, job.attempt - 1, error);
     forget(job);
     dead_letter(job, error, job.attempt - 1, route->retry);
     return;
@@ -431,10 +442,19 @@ void NatsDispatcher::run(Job& job) {
   // The one parse of this job's body: the handler reads the model from the delivery.
   const core::ParseResult parsed = core::parse_event(job.body());
   const Delivery delivery{key, h.log_id, h.attempt_id, h.status, job.body(), job.attempt, &parsed};
+  history_->started(key, h.log_id, job.handler, job.attempt);
+  const auto started = std::chrono::steady_clock::now();
   const Outcome outcome = route->handler->deliver(delivery);
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started);
   metrics_.delivery(job.handler, to_string(outcome.kind));
   const core::RetryDecision decision =
       core::decide_retry(outcome, job.attempt, route->retry, core::random_fraction());
+  history_->finished(key, h.log_id, job.handler, job.attempt, took.count(),
+                     std::string(core::to_string(decision_outcome(decision.kind))), decision.error,
+                     decision.kind == core::RetryDecision::Kind::kRetry
+                         ? unix_ms_now() + decision.delay.count()
+                         : 0);
   forget(job);
   switch (decision.kind) {
     case core::RetryDecision::Kind::kDone: {
@@ -464,7 +484,7 @@ void NatsDispatcher::run(Job& job) {
 
 void NatsDispatcher::dead_letter(Job& job, const std::string& error, int attempts,
                                  const core::RetryPolicy& retry) {
-  const std::string key = key_of(job.headers, job.sequence);
+  const std::string key = nats_stream::key_of(job.headers, job.sequence);
   const nats::Message m =
       nats_stream::dead_letter(config_.journal.nats.subject, job.msg, job.headers, key,
                                job.sequence, job.handler, error, attempts);

@@ -41,6 +41,7 @@
 #include "core/retry.hpp"
 #include "server/handlers/handler.hpp"
 #include "server/journal/dispatcher.hpp"
+#include "server/journal/nats/history.hpp"
 #include "server/journal/nats/stream.hpp"
 #include "server/journal/worker_slots.hpp"
 #include "server/support/log.hpp"
@@ -55,8 +56,10 @@ std::chrono::milliseconds nats_ack_wait(const core::RetryPolicy& policy);
 class NatsDispatcher final : public Dispatcher {
  public:
   /// `config` is the start-up snapshot: journal.nats and concurrency stay; handlers can be
-  /// reloaded.
-  NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log);
+  /// reloaded. Each attempt's start and end go to `history` (the console's record of what ran
+  /// here, which also publishes the live `delivery` transitions); null: a record of its own.
+  NatsDispatcher(const config::Config& config, Metrics& metrics, const Logger& log,
+                 std::shared_ptr<NatsHistory> history = nullptr);
   ~NatsDispatcher() override;
 
   /// Builds every handler (errors name the handler), connects to NATS (in the background: an
@@ -97,6 +100,7 @@ class NatsDispatcher final : public Dispatcher {
   const config::Config& config_;
   Metrics& metrics_;
   const Logger& log_;
+  std::shared_ptr<NatsHistory> history_;
   std::unique_ptr<nats::Connection> connection_;
 
   std::mutex mutex_;

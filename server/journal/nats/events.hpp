@@ -7,6 +7,7 @@
 
 #include "config/config.hpp"
 #include "server/journal/journal.hpp"
+#include "server/support/nats_client.hpp"
 
 namespace fbr::server {
 
@@ -22,6 +23,10 @@ std::vector<EventRow> list_nats_events(const config::Config& config, const std::
 /// for each handler in its Fbr-Handlers that is still configured, or only `handler` (which must
 /// be configured). Returns the handlers it was published for; error message in `error`.
 std::vector<std::string> replay_nats_event(const config::Config& config, const std::string& log_id,
+                                           const std::string& handler, std::string& error);
+/// The same over an open connection (the console's, in a running service).
+std::vector<std::string> replay_nats_event(nats::Connection& connection,
+                                           const config::Config& config, const std::string& log_id,
                                            const std::string& handler, std::string& error);
 
 }  // namespace fbr::server

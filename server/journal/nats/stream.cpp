@@ -145,6 +145,10 @@ EventHeaders read_event_headers(natsMsg* msg) {
   return h;
 }
 
+std::string key_of(const EventHeaders& headers, std::uint64_t sequence) {
+  return headers.event_key.empty() ? "nats-seq:" + std::to_string(sequence) : headers.event_key;
+}
+
 DeadLetter read_dead_letter(natsMsg* msg, std::string_view subject) {
   DeadLetter d;
   d.handler = header(msg, kHandler);

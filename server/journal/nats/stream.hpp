@@ -119,6 +119,9 @@ struct EventHeaders {
   std::int64_t output_count = 0;  ///< Fbr-Output-Count (0 when missing or not a number)
 };
 EventHeaders read_event_headers(natsMsg* msg);
+/// The key the dispatcher and the console give an event message: its event key, else
+/// "nats-seq:<its stream sequence>" (a message nobody keyed).
+std::string key_of(const EventHeaders& headers, std::uint64_t sequence);
 
 /// What a dead letter (on S.dead.<handler>) says about the event it stands for.
 struct DeadLetter {

@@ -1,6 +1,10 @@
 #include "server/journal/sqlite/dispatcher.hpp"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <algorithm>
+#include <chrono>
 #include <future>
 #include <limits>
 #include <stdexcept>
@@ -8,12 +12,48 @@
 #include "core/event.hpp"
 #include "core/text.hpp"
 #include "server/journal/delivery_log.hpp"
+#include "server/support/activity.hpp"
+#include "server/support/ids.hpp"
 
 namespace fbr::server {
 namespace {
 
 // How often the loop looks for work nobody told it about (a `replay` from the CLI, a retry due).
 constexpr std::int64_t kPollMs = 500;
+
+/// The console's `delivery` message for a transition: {"key","log_id","handler","state",
+/// "attempts","error"}. Built only while someone listens (the console is open).
+void publish_transition(const std::string& log_id, const DeliveryUpdate& u) {
+  if (!activity().listening()) return;
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  auto put = [&w](const char* key, std::string_view value) {
+    w.Key(key);
+    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+  };
+  w.StartObject();
+  put("key", u.event_key);
+  put("log_id", log_id);
+  put("handler", u.handler);
+  put("state", to_string(u.state));
+  w.Key("attempts");
+  w.Int(u.attempts);
+  put("error", u.last_error);
+  w.EndObject();
+  activity().publish("delivery", std::string(buffer.GetString(), buffer.GetSize()));
+}
+
+/// What an attempt made of its delivery, as its history says it.
+std::string_view attempt_outcome(DeliveryState state) {
+  switch (state) {
+    case DeliveryState::kDone:
+      return "done";
+    case DeliveryState::kDead:
+      return "dead";
+    default:
+      return "retry";
+  }
+}
 
 }  // namespace
 
@@ -229,7 +269,11 @@ void SqliteDispatcher::schedule_loop() {
           running.push_back({job.event_key, job.handler, DeliveryState::kRunning, job.attempts,
                              job.next_attempt_at_ms, job.last_error});
         }
-        marked = persist(std::move(running));
+        marked = persist(running);
+        if (marked) {
+          for (std::size_t i = 0; i < jobs.size(); ++i)
+            publish_transition(jobs[i].log_id, running[i]);
+        }
       }
       lock.lock();
       if (!jobs.empty() && marked) {
@@ -278,10 +322,17 @@ void SqliteDispatcher::worker_loop() {
     const core::ParseResult parsed = core::parse_event(job.body);
     const Delivery delivery{job.event_key, job.log_id,   job.attempt_id, job.status,
                             job.body,      job.attempts, &parsed};
+    FinishedAttempt finished{utc_now_iso(), 0, {}};
+    const auto started = std::chrono::steady_clock::now();
     Outcome outcome = route->handler->deliver(delivery);
+    finished.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count();
     metrics_.delivery(job.handler, to_string(outcome.kind));
     DeliveryUpdate update = next_state(job.event_key, job.handler, job.attempts, outcome,
                                        route->retry, unix_ms_now(), core::random_fraction());
+    finished.outcome = attempt_outcome(update.state);
+    update.finished = std::move(finished);
     const DeliveryName name{core::log_id_or_key(job.log_id, job.event_key), job.attempt_id,
                             job.handler};
     if (update.state == DeliveryState::kFailed) {
@@ -289,7 +340,7 @@ void SqliteDispatcher::worker_loop() {
     } else if (update.state == DeliveryState::kDead) {
       log_dead(log_, name, job.attempts, update.last_error);
     }
-    persist({std::move(update)});
+    if (persist({update})) publish_transition(job.log_id, update);
     {
       std::lock_guard lock(mutex_);
       slots_.release(job.handler);

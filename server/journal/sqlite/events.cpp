@@ -146,4 +146,31 @@ std::vector<std::string> replay_deliveries(const std::filesystem::path& data_dir
   return requeued;
 }
 
+std::int64_t replay_state(const std::filesystem::path& data_dir, const std::string& state,
+                          std::string& error) {
+  if (state != "dead" && state != "failed") {
+    error = "state: must be dead or failed";
+    return 0;
+  }
+  // Failures of the journal itself start with "journal: " (the API's 503, not a 400).
+  auto fail = [&error](const std::string& message) {
+    error = "journal: " + message;
+    return std::int64_t{0};
+  };
+  sqlite::Database db;
+  if (auto e = open_existing(data_dir, false, db)) return fail(*e);
+  if (auto e = db.exec("PRAGMA synchronous=FULL")) return fail(*e);
+  // One statement is one transaction: all of them or none.
+  sqlite::Statement requeue;
+  if (auto e = requeue.prepare(db,
+                               "UPDATE deliveries SET state = 'pending', attempts = 0, "
+                               "next_attempt_at = 0, last_error = '', updated_at = ?1 "
+                               "WHERE state = ?2")) {
+    return fail(*e);
+  }
+  requeue.bind(1, utc_now_iso()).bind(2, state);
+  if (requeue.step() != SQLITE_DONE) return fail(db.last_error());
+  return db.changes();
+}
+
 }  // namespace fbr::server

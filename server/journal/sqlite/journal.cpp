@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS events (
   body         BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_log_id ON events(log_id);
+-- The console's since/until (a narrow range is read from it rather than by a scan).
+CREATE INDEX IF NOT EXISTS events_received_at ON events(received_at);
 CREATE TABLE IF NOT EXISTS attempts (
   id          INTEGER PRIMARY KEY,
   event_key   TEXT NOT NULL REFERENCES events(key),
@@ -33,6 +35,9 @@ CREATE TABLE IF NOT EXISTS attempts (
   duplicate   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_event_key ON attempts(event_key);
+-- The console's search (q): an attempt ID or a request ID finds its event.
+CREATE INDEX IF NOT EXISTS attempts_attempt_id ON attempts(attempt_id);
+CREATE INDEX IF NOT EXISTS attempts_request_id ON attempts(request_id);
 CREATE TABLE IF NOT EXISTS deliveries (
   event_key       TEXT NOT NULL REFERENCES events(key),
   handler         TEXT NOT NULL,
@@ -44,6 +49,19 @@ CREATE TABLE IF NOT EXISTS deliveries (
   PRIMARY KEY (event_key, handler)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_attempt_at);
+-- Every finished attempt of a delivery (the console's timeline). IF NOT EXISTS: a journal made
+-- before it gets it at its next open, with an empty history.
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+  id          INTEGER PRIMARY KEY,
+  event_key   TEXT NOT NULL REFERENCES events(key),
+  handler     TEXT NOT NULL,
+  attempt     INTEGER NOT NULL,
+  started_at  TEXT NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  outcome     TEXT NOT NULL,
+  error       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_delivery ON delivery_attempts(event_key, handler);
 CREATE TABLE IF NOT EXISTS quarantine (
   id          INTEGER PRIMARY KEY,
   received_at TEXT NOT NULL,
@@ -57,8 +75,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 // Most requests a batch takes: bounds the latency one transaction adds to the first in line.
 constexpr std::size_t kMaxBatch = 512;
-// Below this much free space the journal reports itself not writable (readyz).
-constexpr unsigned long long kMinFreeBytes = 1024 * 1024;
 
 }  // namespace
 
@@ -88,6 +104,7 @@ std::optional<std::string> SqliteJournal::connect() {
   insert_quarantine_ = {};
   insert_delivery_ = {};
   update_delivery_ = {};
+  insert_history_ = {};
   if (auto error = db_.open(file, false)) return "cannot open journal " + file + ": " + *error;
   sqlite3_busy_timeout(db_.handle(), 5000);
   // WAL + synchronous=FULL: a commit is on disk when COMMIT returns (fsync of the WAL).
@@ -130,6 +147,12 @@ std::optional<std::string> SqliteJournal::connect() {
           "updated_at = ? WHERE event_key = ? AND handler = ?")) {
     return *error;
   }
+  if (auto error = insert_history_.prepare(
+          db_,
+          "INSERT INTO delivery_attempts(event_key, handler, attempt, started_at, duration_ms, "
+          "outcome, error) VALUES (?,?,?,?,?,?,?)")) {
+    return *error;
+  }
   needs_reconnect_ = false;
   return std::nullopt;
 }
@@ -162,7 +185,7 @@ bool SqliteJournal::writable() {
   struct statvfs fs {};
   if (::statvfs(data_dir_.c_str(), &fs) != 0) return false;
   if ((fs.f_flag & ST_RDONLY) != 0) return false;
-  if (static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize < kMinFreeBytes) return false;
+  if (static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize < kMinFreeBytes) return false;
   if (last_commit_ok_.load()) return true;
   if (!probe_queued_.exchange(true)) {
     enqueue({std::monostate{}, [this](const CommitResult&) { probe_queued_ = false; }});
@@ -189,6 +212,7 @@ void SqliteJournal::stop() {
   insert_quarantine_ = {};
   insert_delivery_ = {};
   update_delivery_ = {};
+  insert_history_ = {};
   db_.close();
 }
 
@@ -318,6 +342,18 @@ std::optional<std::string> SqliteJournal::write_updates(
         .bind(7, u.handler);
     int rc = update_delivery_.step();
     update_delivery_.reset();
+    if (rc != SQLITE_DONE) return db_.last_error();
+    if (!u.finished) continue;
+    // The same bounded text as last_error: the handler's message, never a secret.
+    insert_history_.bind(1, u.event_key)
+        .bind(2, u.handler)
+        .bind(3, std::int64_t{u.attempts})
+        .bind(4, u.finished->started_at)
+        .bind(5, u.finished->duration_ms)
+        .bind(6, u.finished->outcome)
+        .bind(7, u.last_error);
+    rc = insert_history_.step();
+    insert_history_.reset();
     if (rc != SQLITE_DONE) return db_.last_error();
   }
   return std::nullopt;

@@ -21,6 +21,13 @@
 
 namespace fbr::server {
 
+/// An attempt that ended, as the delivery's history keeps it (a delivery_attempts row).
+struct FinishedAttempt {
+  std::string started_at;  ///< ISO 8601 UTC
+  std::int64_t duration_ms = 0;
+  std::string outcome;  ///< done, retry, dead: what the attempt made of the delivery
+};
+
 /// A delivery's new persisted state, written by the dispatcher through the journal's writer.
 struct DeliveryUpdate {
   std::string event_key;
@@ -29,10 +36,16 @@ struct DeliveryUpdate {
   int attempts = 0;
   std::int64_t next_attempt_at_ms = 0;  ///< Unix time in ms
   std::string last_error;
+  /// Set when this update ends an attempt: a history row (attempt number `attempts`, error
+  /// `last_error`) in the same transaction as the delivery's new state.
+  std::optional<FinishedAttempt> finished = std::nullopt;
 };
 
 class SqliteJournal final : public Journal {
  public:
+  /// Below this much free space under data_dir the journal reports itself not writable.
+  static constexpr std::uint64_t kMinFreeBytes = 1024 * 1024;
+
   /// The journal file under a data dir.
   static std::filesystem::path file_in(const std::filesystem::path& data_dir);
 
@@ -83,7 +96,7 @@ class SqliteJournal final : public Journal {
   std::filesystem::path data_dir_;
   sqlite::Database db_;
   sqlite::Statement insert_event_, insert_attempt_, insert_quarantine_, insert_delivery_,
-      update_delivery_;
+      update_delivery_, insert_history_;
   std::function<void()> new_deliveries_;
   bool needs_reconnect_ = false;
   std::atomic<bool> last_commit_ok_{true};
