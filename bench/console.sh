@@ -15,6 +15,7 @@
 #   BENCH_DURATION  seconds per wrk run (10)          BENCH_WARMUP   seconds of warm-up (3)
 #   BENCH_ROUNDS    alternating ingest rounds (5)
 #   BENCH_TMPDIR    where the temp dir (journals) goes; default build/
+#   BENCH_QUIET_WAIT seconds to wait at most for other work on the machine to calm down (60)
 #   FBR_BENCH_BIN   a prebuilt fhir-bulk-receiver (its build's bench/ holds the tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-BUSY_BEFORE=$(cpu_busy)
+BUSY_BEFORE=$(wait_until_quiet)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 TOKEN="bench-$RANDOM$RANDOM"

@@ -151,12 +151,7 @@ field() { # field "BENCH ..." KEY
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 mib() { awk -v kib="$1" 'BEGIN { printf "%.1f MiB", kib / 1024 }'; }
 
-BUSY_BEFORE=$(cpu_busy)
-for ((waited = 0; BUSY_BEFORE > 10 && waited < ${BENCH_QUIET_WAIT:-60}; waited += 5)); do
-  ((waited == 0)) && log "the machine is busy (${BUSY_BEFORE}% CPU): waiting for it to calm down"
-  sleep 4
-  BUSY_BEFORE=$(cpu_busy)
-done
+BUSY_BEFORE=$(wait_until_quiet)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 0. the disk's floor: no durable 200 can come back faster than one fdatasync ---
