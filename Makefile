@@ -74,11 +74,19 @@ docker-test:
 	@docker/test.sh
 
 # The benchmark (a few minutes; not part of `make test`): receiver against nginx on loopback, plus
-# memory and start-up figures; writes bench/results/latest.md. See bench/run.sh.
+# memory and start-up figures; writes bench/results/latest.md. See bench/run.sh. Then the
+# backends side by side (bench/backends.sh) and the console's costs (bench/console.sh).
 .PHONY: bench
 bench: deps
 	@bench/run.sh
 	@bench/backends.sh
+	@bench/console.sh
+
+# The event console: the API over a journal of 1,000,000 events, 100 open SSE streams' memory,
+# ingest with the console open against without. Writes bench/results/console.md.
+.PHONY: bench-console
+bench-console: deps
+	@bench/console.sh
 
 # The journal backends side by side: SQLite, NATS JetStream on one node, on a 3-node cluster
 # (replicas 3). Writes bench/results/backends.md.

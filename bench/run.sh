@@ -151,22 +151,7 @@ field() { # field "BENCH ..." KEY
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 mib() { awk -v kib="$1" 'BEGIN { printf "%.1f MiB", kib / 1024 }'; }
 
-# CPU busy (all processes, %) over one second: the bench shares the machine, and other work on it
-# (a compiler, another test) lowers and scatters every figure, so it is measured and reported.
-cpu_busy() {
-  local a b
-  read -r -a a </proc/stat
-  sleep 1
-  read -r -a b </proc/stat
-  awk -v u=$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8])) \
-    -v i=$((b[4] + b[5] - a[4] - a[5])) 'BEGIN { printf "%.0f", (u + i) ? 100 * u / (u + i) : 0 }'
-}
-BUSY_BEFORE=$(cpu_busy)
-for ((waited = 0; BUSY_BEFORE > 10 && waited < ${BENCH_QUIET_WAIT:-60}; waited += 5)); do
-  ((waited == 0)) && log "the machine is busy (${BUSY_BEFORE}% CPU): waiting for it to calm down"
-  sleep 4
-  BUSY_BEFORE=$(cpu_busy)
-done
+BUSY_BEFORE=$(wait_until_quiet)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 0. the disk's floor: no durable 200 can come back faster than one fdatasync ---

@@ -165,6 +165,7 @@ bool Exchange::start_body() {
     }
     write_part_info(info_path, *info);
     writing = true;
+    if (report != nullptr) report->start(0, 0, content_length);
     return true;
   }
   if (status == 206) {
@@ -179,6 +180,10 @@ bool Exchange::start_body() {
       return false;
     }
     writing = true;
+    if (report != nullptr) {
+      report->start(receiver->raw_bytes(), receiver->verifier().resources(),
+                    total ? total : info->length);
+    }
     return true;
   }
   return true;  // an error answer: its body is kept for the message
@@ -206,6 +211,7 @@ bool Exchange::body(std::string_view data) {
     verify_error = receiver->error();
     return false;
   }
+  if (report != nullptr) report->received(receiver->raw_bytes(), receiver->verifier().resources());
   return true;
 }
 /// Why a transfer failed, in the words of the setting that cut it when one did.

@@ -64,6 +64,7 @@ struct Exchange {
   std::unique_ptr<Receiver>& receiver;
   std::optional<PartInfo>& info;
   std::uint64_t requested_from;
+  FileReport* report = nullptr;  ///< the body's progress, when set
 
   // The headers of the current response (a redirect's are replaced by the next one's).
   long status = 0;

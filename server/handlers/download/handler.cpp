@@ -14,6 +14,7 @@
 
 #include "core/event.hpp"
 #include "server/handlers/download/plan.hpp"
+#include "server/handlers/download/progress.hpp"
 #include "server/handlers/download/records.hpp"
 #include "server/handlers/download/stream.hpp"
 #include "server/support/posix.hpp"
@@ -162,13 +163,21 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
 
   const std::vector<FileTask> tasks = download::plan_files(event, transfer_.store_gzip);
   const download::VerifiedRecords verified(download::read_verified(event_dir));
+  const download::ProgressTarget progress{delivery.event_key, name()};
+  std::vector<download::FileReport> reports;
+  reports.reserve(tasks.size());
   std::vector<std::optional<FileRecord>> records(tasks.size());
   std::vector<std::size_t> todo;
   std::uint64_t stored = 0;
   for (std::size_t i = 0; i < tasks.size(); ++i) {
+    reports.emplace_back(&progress, tasks[i]);
     records[i] = still_verified(tasks[i], verified, event_dir);
     if (!records[i]) todo.push_back(i);
-    if (records[i]) stored += records[i]->bytes;
+    // Skipped, but shown: the event's page lists every file of the delivery.
+    if (records[i]) {
+      stored += records[i]->bytes;
+      reports[i].verified(*records[i]);
+    }
   }
   download::EventBudget budget(settings_.max_event_bytes, stored);
 
@@ -185,7 +194,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
     TransferResult r;
     try {
       export_log.write("download_request", download::request_detail(task));
-      r = download::transfer_file(task, event_dir, transfer_, context);
+      r = download::transfer_file(task, event_dir, transfer_, context, reports[i]);
       if (r.record) {
         download::append_verified(event_dir, *r.record);
         export_log.write("download_complete", download::complete_detail(*r.record));
@@ -194,6 +203,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
       r.record.reset();
       r.failure = download::Failure::kTransient;
       r.message = task.file + ": " + e.what();
+      reports[i].failed(e.what());
     }
     if (r.record) {
       log().info("download_file", log()

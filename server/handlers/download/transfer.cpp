@@ -49,7 +49,8 @@ std::chrono::milliseconds backoff(int failed, std::chrono::milliseconds first,
 }
 
 TransferResult transfer_file(const FileTask& task, const std::filesystem::path& event_dir,
-                             const TransferSettings& settings, const EventContext& event) {
+                             const TransferSettings& settings, const EventContext& event,
+                             FileReport& report) {
   init_curl_once();
   const auto started = Clock::now();
   TransferResult result;
@@ -80,6 +81,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     posix::unlink_if_present(info_path);
   };
   const auto fail = [&](Failure kind, std::string why) {
+    report.failed(why);
     result.failure = kind;
     result.message = shown + ": " + std::move(why);
     // Kept only when a later attempt can continue it.
@@ -129,6 +131,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     record.lines = receiver->verifier().resources();
     record.duration_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    report.verified(record);
     result.record = std::move(record);
     result.message.clear();
     return result;
@@ -156,6 +159,9 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
         }
       }
       if (!receiver && size > 0) drop_part();
+      if (receiver) {
+        report.start(receiver->raw_bytes(), receiver->verifier().resources(), info->length);
+      }
       // All of it arrived before a crash (e.g. while it was being stored): nothing to fetch.
       if (receiver && info->length && receiver->raw_bytes() == *info->length) {
         if (receiver->finish()) return store();
@@ -217,6 +223,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
         result.resumed_from = from;
       }
       x.emplace(task, limits, reserve, part_fd.get(), part_name, info_path, receiver, info, from);
+      x->report = &report;
       curl_easy_setopt(h, CURLOPT_URL, url.c_str());
       curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers->get());
       curl_easy_setopt(h, CURLOPT_HEADERDATA, &*x);
@@ -324,6 +331,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     }
 
     // A try that may work later: the part file (and the receiver) keep what arrived.
+    report.failed(why);
     result.message = why;
     ++failed;
     if (attempt == tries) break;

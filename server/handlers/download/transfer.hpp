@@ -30,6 +30,7 @@
 
 #include "server/handlers/download/part_file.hpp"
 #include "server/handlers/download/plan.hpp"
+#include "server/handlers/download/progress.hpp"
 #include "server/handlers/download/records.hpp"
 #include "server/handlers/download/token.hpp"
 #include "server/support/egress.hpp"
@@ -106,10 +107,12 @@ Verdict verdict_of(long status);
 std::chrono::milliseconds backoff(int failed, std::chrono::milliseconds first,
                                   std::chrono::milliseconds cap, double jitter);
 
-/// Fetches, verifies and stores `task` under `event_dir`. Never throws for HTTP, policy, limit
-/// or verification problems (they are in the result); may throw std::runtime_error for local
-/// I/O failures.
+/// Fetches, verifies and stores `task` under `event_dir`, its progress into `report` (the bytes
+/// as they arrive, each failed try, the verified file). Never throws for HTTP, policy, limit or
+/// verification problems (they are in the result); may throw std::runtime_error for local I/O
+/// failures.
 TransferResult transfer_file(const FileTask& task, const std::filesystem::path& event_dir,
-                             const TransferSettings& settings, const EventContext& event);
+                             const TransferSettings& settings, const EventContext& event,
+                             FileReport& report);
 
 }  // namespace fbr::server::download
