@@ -13,7 +13,7 @@
 #   BENCH_EVENTS    events in the journal (1000000)   BENCH_SAMPLES  requests per API figure (25)
 #   BENCH_STREAMS   streams for the memory figure (100)
 #   BENCH_DURATION  seconds per wrk run (10)          BENCH_WARMUP   seconds of warm-up (3)
-#   BENCH_ROUNDS    alternating ingest rounds (5)
+#   BENCH_ROUNDS    alternating ingest rounds (5)  BENCH_CONSUMERS streams open during them (4)
 #   BENCH_TMPDIR    where the temp dir (journals) goes; default build/
 #   BENCH_QUIET_WAIT seconds to wait at most for other work on the machine to calm down (60)
 #   FBR_BENCH_BIN   a prebuilt fhir-bulk-receiver (its build's bench/ holds the tools)
@@ -32,7 +32,7 @@ LUA=$ROOT/bench/post_event.lua
 RESULTS=$ROOT/bench/results/console.md
 BIN=${FBR_BENCH_BIN:-$ROOT/build/release/server/fhir-bulk-receiver}
 TOOLS=$(dirname "$(dirname "$BIN")")/bench
-CONSUMERS=4 # streams reading every event during the ingest runs
+CONSUMERS=${BENCH_CONSUMERS:-4} # streams reading every event during the ingest runs
 
 log() { printf 'bench-console: %s\n' "$*" >&2; }
 die() {
@@ -185,10 +185,12 @@ rm -rf "$WORK/big-data"
 # --- c) ingest: admin off against admin on with $CONSUMERS streams reading every event ---
 start_receiver off "$WORK/off-data" off
 start_receiver on "$WORK/on-data" on
-coproc CONSUME { exec "$TOOLS/sse_clients" --port "${ADMIN[on]##*:}" --count "$CONSUMERS" --hold-seconds 3600; }
-CONSUME_CLIENT=$CONSUME_PID
-pids+=("$CONSUME_CLIENT")
-read -r -t 60 ready <&"${CONSUME[0]}" || die "sse_clients did not get ready"
+if ((CONSUMERS > 0)); then
+  coproc CONSUME { exec "$TOOLS/sse_clients" --port "${ADMIN[on]##*:}" --count "$CONSUMERS" --hold-seconds 3600; }
+  CONSUME_CLIENT=$CONSUME_PID
+  pids+=("$CONSUME_CLIENT")
+  read -r -t 60 ready <&"${CONSUME[0]}" || die "sse_clients did not get ready"
+fi
 RUN_BASE=$((RANDOM % 0x7fff))
 RUN_INDEX=0
 declare -A RPS P99 COUNTED ERRORS
@@ -219,10 +221,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
     ERRORS[$r]=$((ERRORS[$r] + $(field "$line" status_errors)))
   done
 done
-kill -TERM "$CONSUME_CLIENT"
-read -r -t 10 received <&"${CONSUME[0]}" || received="received ? ?"
-stop_pid "$CONSUME_CLIENT"
-CONSUMED=$(cut -d' ' -f2 <<<"$received")
+CONSUMED=0
+if ((CONSUMERS > 0)); then
+  kill -TERM "$CONSUME_CLIENT"
+  read -r -t 10 received <&"${CONSUME[0]}" || received="received ? ?"
+  stop_pid "$CONSUME_CLIENT"
+  CONSUMED=$(cut -d' ' -f2 <<<"$received")
+fi
 stop_pid "${PID[off]}"
 stop_pid "${PID[on]}"
 STORED_ON=$(sqlite3 "$WORK/on-data/journal.sqlite" "select count(*) from events")
