@@ -19,6 +19,11 @@ namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // A reader that takes no bytes for this long is gone (or hostile): the stream ends.
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
+// After a wake, what else arrives within this long goes out in the same write: under a burst
+// (Redox replaying a backlog at thousands of events a second) each stream costs a wake-up and a
+// write every 50 ms, not one per event, so an open console does not slow ingest. The queue's
+// 1,024 items hold 50 ms of 20,000 events a second.
+constexpr auto kBatch = std::chrono::milliseconds(50);
 
 /// A stream's wake-up, touched only on the io thread: `woken` remembers a wake that came while
 /// the stream was writing rather than waiting.
@@ -86,6 +91,11 @@ asio::awaitable<void> serve_stream(Stream& stream, Activity& hub, std::shared_pt
       waiter->timer.expires_after(kKeepAlive);
       co_await waiter->timer.async_wait(kTuple);
     }
+    if (waiter->woken) {
+      waiter->timer.expires_after(kBatch);
+      co_await waiter->timer.async_wait(kTuple);
+    }
+    // Every wake so far is for items the take below gets (the queue wakes only when empty).
     waiter->woken = false;
     if (gate->closed()) break;
     bool lost = false;
