@@ -176,9 +176,10 @@ TEST_CASE("admin api: an event whole with its body, warnings, attempts and deliv
     CHECK(json_str(doc, "/event/log_id") == id);
     CHECK(json_str(doc, "/body") == body);  // byte for byte
     CHECK(doc["warnings"].IsArray());
-    REQUIRE(doc["attempts"].Size() == 2);
+    // JetStream stores no duplicate (README: the NATS journal's approximations).
+    REQUIRE(doc["attempts"].Size() == (backend == "nats" ? 1U : 2U));
     CHECK(json_raw(doc, "/attempts/0/duplicate") == "false");
-    CHECK(json_raw(doc, "/attempts/1/duplicate") == "true");
+    if (backend == "sqlite") CHECK(json_raw(doc, "/attempts/1/duplicate") == "true");
     CHECK(doc["attempts"][0]["remote_addr"].IsString());
     CHECK(doc["attempts"][0]["request_id"].IsString());
     bool saw_fail = false;

@@ -11,6 +11,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tests/integration/dispatch_support.hpp"
+#include "tests/integration/nats_support.hpp"
+
 namespace fbr::itest::admin {
 namespace {
 
@@ -31,12 +34,22 @@ std::string admin_member(const ConsoleOptions& options) {
          (options.admin_members.empty() ? "" : ", " + options.admin_members) + "}";
 }
 
-ServerConfig server_config(const std::string& backend, const ConsoleOptions& options) {
+/// The config members a backend needs: none for sqlite, the test's own nats-server for nats.
+std::string backend_members(std::string_view backend, const NatsCluster* nats) {
+  if (backend == "sqlite") return {};
+  if (backend == "nats" && nats != nullptr) {
+    return R"("journal": {"backend": "nats", "nats": {"servers": )" + nats->servers_json() + "}}";
+  }
+  throw std::invalid_argument("no admin test set-up for backend " + std::string(backend));
+}
+
+ServerConfig server_config(const std::string& backend, const ConsoleOptions& options,
+                           const NatsCluster* nats) {
   ServerConfig config;
   config.invalid_payloads = options.invalid_payloads;
   std::string members = admin_member(options);
   for (const std::string& more :
-       {backend_members(backend), options.handlers, options.extra_members}) {
+       {backend_members(backend, nats), options.handlers, options.extra_members}) {
     if (!more.empty()) members += ",\n  " + more;
   }
   config.extra_members = members;
@@ -44,11 +57,6 @@ ServerConfig server_config(const std::string& backend, const ConsoleOptions& opt
 }
 
 }  // namespace
-
-std::string backend_members(std::string_view backend) {
-  if (backend == "sqlite") return {};
-  throw std::invalid_argument("no admin test set-up for backend " + std::string(backend));
-}
 
 unsigned short admin_port_of(const Server& server) {
   for (const auto& line : server.log_lines()) {
@@ -63,8 +71,21 @@ unsigned short admin_port_of(const Server& server) {
 }
 
 Console::Console(const std::string& backend, ConsoleOptions options)
-    : server_(std::make_unique<Server>(dir_, server_config(backend, options))),
-      admin_port_(admin_port_of(*server_)) {}
+    : nats_(backend == "nats" ? std::make_unique<NatsCluster>(1) : nullptr),
+      server_(std::make_unique<Server>(dir_, server_config(backend, options, nats_.get()))),
+      admin_port_(admin_port_of(*server_)) {
+  // The NATS journal connects after the start: the first POST waits until it can commit.
+  if (nats_) {
+    REQUIRE_MESSAGE(
+        dispatch::poll_until(
+            [&] { return http(server_->port(), itest::get("/readyz"), 2s).status == 200; }, 15s),
+        server_->log());
+  }
+}
+
+Console::~Console() {
+  server_.reset();  // the receiver first: its journal must not vanish under it
+}
 
 std::string Console::origin() const {
   return "http://127.0.0.1:" + std::to_string(admin_port_);

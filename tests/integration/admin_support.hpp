@@ -12,16 +12,16 @@
 
 #include "tests/integration/harness.hpp"
 
-namespace fbr::itest::admin {
-
-/// The journal backends every admin test runs with. The NATS backend is added here (one line)
-/// when its console lands, with its members in backend_members().
-inline std::vector<std::string> backends() {
-  return {"sqlite"};
+namespace fbr::itest {
+class NatsCluster;
 }
 
-/// The config members a backend needs (none for sqlite).
-std::string backend_members(std::string_view backend);
+namespace fbr::itest::admin {
+
+/// The journal backends every admin test runs with (NATS on a nats-server of the test's own).
+inline std::vector<std::string> backends() {
+  return {"sqlite", "nats"};
+}
 
 inline constexpr std::string_view kAdminToken = "admin-secret-token-0123456789";
 
@@ -38,6 +38,7 @@ struct ConsoleOptions {
 class Console {
  public:
   Console(const std::string& backend, ConsoleOptions options = {});
+  ~Console();
   Server& server() { return *server_; }
   const Server& server() const { return *server_; }
   const TempDir& dir() const { return dir_; }
@@ -61,6 +62,7 @@ class Console {
 
  private:
   TempDir dir_;
+  std::unique_ptr<NatsCluster> nats_;  // the journal of a "nats" console; stops after the server
   std::unique_ptr<Server> server_;
   unsigned short admin_port_ = 0;
 };
