@@ -91,7 +91,9 @@ export function mountQuarantine(container) {
   }
 
   const unsubscribe = [
-    subscribe('quarantine', (item) => { add(item, true); message.textContent = ''; }),
+    // The stream's item has no id yet (the journal gives it at the commit): the list is read
+    // again, so every item shown can open its body.
+    subscribe('quarantine', () => load(true)),
     subscribe('lost', () => load(true)),
   ];
   load(true);
