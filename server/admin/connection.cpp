@@ -66,6 +66,15 @@ asio::awaitable<beast::error_code> write(Stream& stream, const AdminReply& reply
   co_return ec;
 }
 
+/// A final answer made here: every argument is a value or a view, so no temporary with a
+/// destructor sits inside the caller's co_await (GCC 12's coroutines mishandle those).
+template <class Stream>
+asio::awaitable<void> refuse(Stream& stream, http::status status, std::string_view message,
+                             unsigned version, std::string_view allow = {}) {
+  const AdminReply reply = allow.empty() ? json_error(status, message) : method_not_allowed(allow);
+  co_await write(stream, reply, version, false);
+}
+
 std::string_view raw_path(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
@@ -85,15 +94,13 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
         co_await http::async_read_header(stream, buffer, parser, kTuple);
     if (header_ec) {
       if (header_ec == http::error::header_limit) {
-        co_await write(
-            stream,
-            json_error(http::status::request_header_fields_too_large, "request header too large"),
-            11, false);
+        co_await refuse(stream, http::status::request_header_fields_too_large,
+                        "request header too large", 11);
       } else if (header_ec.category() ==
                      http::make_error_code(http::error::bad_target).category() &&
                  header_ec != http::error::end_of_stream &&
                  header_ec != http::error::partial_message) {
-        co_await write(stream, json_error(http::status::bad_request, "bad request"), 11, false);
+        co_await refuse(stream, http::status::bad_request, "bad request", 11);
       }
       co_return;
     }
@@ -108,13 +115,12 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
                                              .add("status", static_cast<int>(access.status))
                                              .add("path", core::printable(path.substr(0, 200)))
                                              .add("remote", remote.addr));
-        co_await write(stream, json_error(access.status, access.error), version, false);
+        co_await refuse(stream, access.status, access.error, version);
         co_return;
       }
     }
     if (parser.content_length().value_or(0) > kMaxBodyBytes) {
-      co_await write(stream, json_error(http::status::payload_too_large, "body too large"), version,
-                     false);
+      co_await refuse(stream, http::status::payload_too_large, "body too large", version);
       co_return;
     }
     parser.body_limit(kMaxBodyBytes);  // a chunked body is held to it as it comes
@@ -126,8 +132,7 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
       beast::get_lowest_layer(stream).expires_after(kBodyTimeout);
       auto [body_ec, body_bytes] = co_await http::async_read(stream, buffer, parser, kTuple);
       if (body_ec == http::error::body_limit) {
-        co_await write(stream, json_error(http::status::payload_too_large, "body too large"),
-                       version, false);
+        co_await refuse(stream, http::status::payload_too_large, "body too large", version);
         co_return;
       }
       if (body_ec) co_return;
@@ -135,7 +140,7 @@ asio::awaitable<void> serve_requests(Connections& shared, Stream& stream,
     auto request = parser.release();
     if (path == "/api/stream") {
       if (request.method() != http::verb::get) {
-        co_await write(stream, method_not_allowed("GET"), version, false);
+        co_await refuse(stream, http::status::method_not_allowed, {}, version, "GET");
         co_return;
       }
       co_await serve_stream(stream, activity(), shared.gate, version);

@@ -71,7 +71,8 @@ std::string stream_header(unsigned version) {
 template <class Stream>
 asio::awaitable<void> serve_stream(Stream& stream, Activity& hub, std::shared_ptr<StreamGate> gate,
                                    unsigned version) {
-  auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  auto waiter = std::make_shared<Waiter>(executor);
   auto subscription = hub.subscribe();
   subscription->on_ready([gate, weak = std::weak_ptr<Waiter>(waiter)] {
     gate->post([weak] {
