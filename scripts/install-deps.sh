@@ -9,6 +9,8 @@ packages=(
   # libraries (see DESIGN.md: well-kept libraries, all from Debian)
   libboost1.81-dev rapidjson-dev libspdlog-dev libfmt-dev doctest-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev zlib1g-dev libcli11-dev libnats-dev libcjose-dev libjansson-dev
+  # the download handler's stream verification (simdjson) and inflate (ISA-L igzip)
+  libsimdjson-dev libisal-dev
   # tools the tests and operations use (nginx: the download handler's tests serve exports with it)
   sqlite3 openssl curl ca-certificates util-linux procps nginx gzip nats-server haproxy strace
   # the console's browser tests (tests/browser/): Debian's Chromium, driven by puppeteer-core
