@@ -111,7 +111,7 @@ class ConsoleStore {
   virtual ~ConsoleStore() = default;
   /// One page of events, newest first. Error message in `error`.
   virtual EventPage query_events(const EventQuery& query, std::string& error) = 0;
-  /// The event with this key (or Log ID: the newest with it); nullopt with empty `error` when
+  /// The event with this key (an event with a Log ID has it as its key); nullopt with empty `error` when
   /// there is none.
   virtual std::optional<EventDetail> event_detail(const std::string& key, std::string& error) = 0;
   /// Puts every delivery in `state` (dead) back to pending: how many. Error message in `error`.

@@ -35,9 +35,9 @@ TEST_CASE("connections: 100 sequential requests on one keep-alive connection") {
 
   const Journal journal(server.journal_path());
   CHECK(journal.count("events") == 100);
-  CHECK(journal.count("attempts") == 100);
+  CHECK(journal.count("event_attempts") == 100);
   // Server side, too, every attempt came from one peer address.
-  const auto peers = journal.query("SELECT COUNT(DISTINCT remote_addr) FROM attempts");
+  const auto peers = journal.query("SELECT COUNT(DISTINCT remote_addr) FROM event_attempts");
   CHECK(peers.at(0).at(0).value_or("<NULL>") == "1");
 }
 
@@ -113,7 +113,7 @@ TEST_CASE(
   }
   const Journal journal(server.journal_path());
   CHECK(journal.count("events") == kConnections);
-  CHECK(journal.count("attempts") == kConnections);
+  CHECK(journal.count("event_attempts") == kConnections);
   for (const auto& id : ids)
     CHECK(journal.count("events", "log_id = ?", {id}) == 1);
 }

@@ -360,7 +360,7 @@ TEST_CASE("dispatch: a duplicate Log ID does not run handlers again") {
   {
     const Journal journal(server.journal_path());
     CHECK(journal.count("events", "log_id = ?", {id}) == 1);
-    CHECK(journal.count("attempts") == 3);  // every POST is recorded, only the first dispatched
+    CHECK(journal.count("event_attempts") == 3);  // every POST is recorded, only the first dispatched
   }
   CHECK(attempt_lines(server, id, "hook").size() == 1);
   CHECK(attempt_lines(server, id, "count").size() == 1);

@@ -93,7 +93,7 @@ TEST_CASE("durability: every event answered 200 survives kill -9 of the server")
       bodies[row.at(0).value_or("")] = row.at(1).value_or("");
     }
     std::set<std::string> receipts;
-    for (auto& row : journal.query("SELECT event_key FROM attempts")) {
+    for (auto& row : journal.query("SELECT event_key FROM event_attempts")) {
       receipts.insert(row.at(0).value_or(""));
     }
     std::vector<std::string> lost;

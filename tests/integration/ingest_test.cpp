@@ -63,7 +63,7 @@ TEST_CASE("ingest: the seed example is accepted - journaled byte for byte and lo
   CHECK_FALSE(events[0][5].value_or("").empty());
 
   const auto attempts = journal.query(
-      "SELECT attempt_id, received_at, remote_addr, request_id, duplicate FROM attempts "
+      "SELECT attempt_id, received_at, remote_addr, request_id, duplicate FROM event_attempts "
       "WHERE event_key = ?",
       {std::string(kSeedLogId)});
   REQUIRE(attempts.size() == 1);
@@ -115,8 +115,8 @@ TEST_CASE("ingest: a repeated Log ID is a duplicate - one event row and two atte
 
   const Journal journal(server.journal_path());
   CHECK(journal.count("events") == 1);
-  CHECK(journal.count("attempts", "event_key = ?", {std::string(kSeedLogId)}) == 2);
-  CHECK(journal.count("attempts", "event_key = ? AND duplicate = 1", {std::string(kSeedLogId)}) ==
+  CHECK(journal.count("event_attempts", "event_key = ?", {std::string(kSeedLogId)}) == 2);
+  CHECK(journal.count("event_attempts", "event_key = ? AND duplicate = 1", {std::string(kSeedLogId)}) ==
         1);
   CHECK(server.wait_for_line({"log_id=" + std::string(kSeedLogId), "duplicate=true"}).has_value());
 }
@@ -148,7 +148,7 @@ TEST_CASE("auth: a wrong or missing token gets 401 and nothing is stored - Beare
   CHECK(http(server.port(), bearer_wrong).status == 401);
 
   CHECK(journal_count(server, "events") == 0);
-  CHECK(journal_count(server, "attempts") == 0);
+  CHECK(journal_count(server, "event_attempts") == 0);
   CHECK(journal_count(server, "quarantine") == 0);
 
   // The request lines are written: now the token's absence from the log means something.
@@ -196,7 +196,7 @@ TEST_CASE("validation: an invalid body gets 400 listing every error and stores n
   }
 
   CHECK(journal_count(server, "events") == 0);
-  CHECK(journal_count(server, "attempts") == 0);
+  CHECK(journal_count(server, "event_attempts") == 0);
   CHECK(journal_count(server, "quarantine") == 0);
 
   // The rejected body shares the seed's Log ID: the seed is still new.

@@ -48,7 +48,7 @@ TEST_CASE("limits: a body of 40 MiB + 1 byte gets 413 and the connection is clos
   }
 
   CHECK(journal_count(server, "events") == 0);
-  CHECK(journal_count(server, "attempts") == 0);
+  CHECK(journal_count(server, "event_attempts") == 0);
   CHECK(http(server.port(), get("/healthz")).status == 200);  // and it still serves
 }
 

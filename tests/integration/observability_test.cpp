@@ -18,7 +18,7 @@ TEST_CASE("observability: X-Request-Id is echoed when sent and generated otherwi
   const auto echoed = http(server.port(), request);
   CHECK(echoed.status == 200);
   CHECK(echoed.header("X-Request-Id").value_or("<none>") == "itest-req-0042");
-  CHECK(journal_count(server, "attempts", "request_id = ?", {"itest-req-0042"}) == 1);
+  CHECK(journal_count(server, "event_attempts", "request_id = ?", {"itest-req-0042"}) == 1);
   // The request's own line (the event line carries the request ID too).
   const auto line = server.wait_for_line({"method=POST", "request_id=itest-req-0042"});
   REQUIRE_MESSAGE(line.has_value(), "no request log line with request_id=itest-req-0042");

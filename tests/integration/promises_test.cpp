@@ -166,7 +166,7 @@ TEST_CASE(
   CHECK_MESSAGE(after <= 3000, "closed after ", after, " ms");
   CHECK_MESSAGE(received.find("HTTP/1.1 200") == std::string::npos, received);
   CHECK(journal_count(server, "events", "log_id = ?", {id}) == 0);
-  CHECK(journal_count(server, "attempts") == 1);
+  CHECK(journal_count(server, "event_attempts") == 1);
 }
 
 TEST_CASE(
@@ -297,7 +297,7 @@ TEST_CASE("promises: listen [::] serves both ::1 and 127.0.0.1") {
   const Journal journal(server.journal_path());
   CHECK(journal.count("events", "log_id = ?", {v4}) == 1);
   CHECK(journal.count("events", "log_id = ?", {v6}) == 1);
-  const auto remote = journal.query("SELECT remote_addr FROM attempts WHERE event_key = ?", {v6});
+  const auto remote = journal.query("SELECT remote_addr FROM event_attempts WHERE event_key = ?", {v6});
   REQUIRE(remote.size() == 1);
   CHECK_MESSAGE(remote[0][0].value_or("").find("::1") != std::string::npos,
                 "remote address of the IPv6 client: ", remote[0][0].value_or("<NULL>"));
@@ -342,8 +342,8 @@ TEST_CASE(
     CHECK(duplicates["false"] == 1);
     CHECK(duplicates["true"] == 1);
     CHECK(journal_count(server, "events", "log_id = ?", {ids[i]}) == 1);
-    CHECK(journal_count(server, "attempts", "event_key = ?", {ids[i]}) == 2);
-    CHECK(journal_count(server, "attempts", "event_key = ? AND duplicate = 1", {ids[i]}) == 1);
+    CHECK(journal_count(server, "event_attempts", "event_key = ?", {ids[i]}) == 2);
+    CHECK(journal_count(server, "event_attempts", "event_key = ? AND duplicate = 1", {ids[i]}) == 1);
   }
 }
 

@@ -22,7 +22,7 @@ constexpr std::int64_t kNarrow = 10000;
 
 constexpr std::string_view kEventColumns =
     "SELECT e.rowid, e.key, e.log_id, e.received_at, e.status, e.test, e.output_count, "
-    "(SELECT COUNT(*) FROM attempts a WHERE a.event_key = e.key)";
+    "1 + (SELECT COUNT(*) FROM attempts a WHERE a.event_key = e.key)";
 
 /// Decimal digits only, 1..18 of them (fits an int64 with room): a row id.
 std::optional<std::int64_t> row_id(std::string_view text) {
@@ -110,7 +110,8 @@ std::string events_sql(const EventQuery& query, Driver driver) {
   switch (driver) {
     case Driver::kKeys:
       inner +=
-          "(SELECT ?6 AS k UNION SELECT key FROM events WHERE log_id = ?6 "
+          "(SELECT ?6 AS k UNION SELECT key FROM events WHERE attempt_id = ?6 "
+          "UNION SELECT key FROM events WHERE request_id = ?6 "
           "UNION SELECT event_key FROM attempts WHERE attempt_id = ?6 "
           "UNION SELECT event_key FROM attempts WHERE request_id = ?6) s "
           "CROSS JOIN events e ON e.key = s.k";
@@ -382,17 +383,12 @@ std::optional<EventDetail> SqliteConsole::event_detail(const std::string& key, s
   std::optional<EventDetail> detail;
   with_snapshot(error, [&] {
     sqlite::Statement event, attempts, deliveries, history;
-    // The key, else the newest event with that Log ID.
-    if (!prepare(db_, event,
-                 std::string(kEventColumns) +
-                     ", e.body FROM events e WHERE e.key = ?1 UNION ALL SELECT * FROM (" +
-                     std::string(kEventColumns) +
-                     ", e.body FROM events e WHERE e.log_id = ?1 AND e.key <> ?1 "
-                     "ORDER BY e.rowid DESC LIMIT 1) LIMIT 1",
+    // The key (an event's Log ID is its key).
+    if (!prepare(db_, event, std::string(kEventColumns) + ", e.body FROM events e WHERE e.key = ?1",
                  error) ||
         !prepare(db_, attempts,
                  "SELECT attempt_id, received_at, remote_addr, request_id, duplicate "
-                 "FROM attempts WHERE event_key = ? ORDER BY id",
+                 "FROM event_attempts WHERE event_key = ? ORDER BY seq",
                  error) ||
         !prepare(db_, deliveries,
                  "SELECT handler, state, last_error, updated_at, attempts, next_attempt_at "

@@ -4,6 +4,7 @@
 
 #include "server/journal/sqlite/database.hpp"
 #include "server/journal/sqlite/journal.hpp"
+#include "server/journal/sqlite/schema.hpp"
 #include "server/support/ids.hpp"
 
 namespace fbr::server {
@@ -18,6 +19,16 @@ std::optional<std::string> open_existing(const std::filesystem::path& data_dir, 
     return "cannot open journal " + file.string() + ": " + *e;
   }
   sqlite3_busy_timeout(db.handle(), 10000);
+  if (sqlite::format_of(db) != sqlite::kFormat) {
+    // A journal an older version wrote: brought up to this version's format first (what the
+    // service does at its start), on a connection that may write.
+    sqlite::Database writer;
+    if (auto e = writer.open(file.string(), false)) {
+      return "cannot open journal " + file.string() + ": " + *e;
+    }
+    sqlite3_busy_timeout(writer.handle(), 10000);
+    if (auto e = sqlite::ensure_schema(writer)) return "journal " + file.string() + ": " + *e;
+  }
   return std::nullopt;
 }
 
@@ -37,11 +48,11 @@ std::vector<EventRow> list_events(const std::filesystem::path& data_dir, const s
   for (auto [statement, sql] :
        {std::pair{&events,
                   "SELECT key, log_id, received_at, status, output_count FROM events "
-                  "WHERE (?1 = '' OR log_id = ?1 OR key = ?1) "
+                  "WHERE (?1 = '' OR key = ?1) "
                   "ORDER BY received_at DESC, rowid DESC LIMIT ?2"},
         std::pair{&attempts,
                   "SELECT attempt_id, received_at, remote_addr, request_id, duplicate "
-                  "FROM attempts WHERE event_key = ? ORDER BY id"},
+                  "FROM event_attempts WHERE event_key = ? ORDER BY seq"},
         std::pair{&deliveries,
                   "SELECT handler, state, last_error, updated_at, attempts, next_attempt_at "
                   "FROM deliveries WHERE event_key = ? ORDER BY handler"}}) {
@@ -102,7 +113,7 @@ std::vector<std::string> replay_deliveries(const std::filesystem::path& data_dir
     return requeued;
   };
   sqlite::Statement find;
-  if (auto e = find.prepare(db, "SELECT key FROM events WHERE log_id = ?1 OR key = ?1")) {
+  if (auto e = find.prepare(db, "SELECT key FROM events WHERE key = ?1")) {
     return fail(*e);
   }
   find.bind(1, log_id);

@@ -1,8 +1,9 @@
 #pragma once
 // The embedded journal (journal.backend "sqlite", the default): SQLite (WAL, synchronous=FULL)
 // under data_dir. One writer thread takes commits from a queue and makes one transaction, hence
-// one fsync, per batch (group commit). Deliveries are rows of the same file (sqlite/dispatcher.hpp
-// runs them; sqlite/events.hpp lists and replays them for the CLI).
+// one fsync, per batch (group commit); checkpoints run beside it (sqlite/checkpointer.hpp).
+// Deliveries are rows of the same file (sqlite/dispatcher.hpp runs them; sqlite/events.hpp lists
+// and replays them for the CLI).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -13,10 +14,12 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
 #include "server/journal/journal.hpp"
+#include "server/journal/sqlite/checkpointer.hpp"
 #include "server/journal/sqlite/database.hpp"
 
 namespace fbr::server {
@@ -79,6 +82,12 @@ class SqliteJournal final : public Journal {
   /// -1 when the journal is not open. For the unit test of that promise; call while idle.
   [[nodiscard]] int synchronous_level();
 
+  /// The checkpoints so far: passes of the background thread, and the writer's own finishes that
+  /// let the WAL start over (for the tests of sqlite/checkpointer.hpp's promise).
+  [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> checkpoints() const {
+    return {checkpointer_.background_passes(), checkpointer_.writer_finishes()};
+  }
+
  private:
   struct Pending {
     std::variant<std::monostate, CommitRequest, std::vector<DeliveryUpdate>>
@@ -90,13 +99,15 @@ class SqliteJournal final : public Journal {
   std::optional<std::string> write_updates(const std::vector<DeliveryUpdate>& updates);
   void run();
   std::optional<std::string> connect();
+  void close_statements();
   std::optional<std::string> write_batch(std::vector<Pending>& batch,
                                          std::vector<CommitResult>& results);
 
   std::filesystem::path data_dir_;
   sqlite::Database db_;
   sqlite::Statement insert_event_, insert_attempt_, insert_quarantine_, insert_delivery_,
-      update_delivery_, insert_history_;
+      update_delivery_, insert_history_, begin_, commit_, rollback_;
+  sqlite::Checkpointer checkpointer_;
   std::function<void()> new_deliveries_;
   bool needs_reconnect_ = false;
   std::atomic<bool> last_commit_ok_{true};

@@ -82,28 +82,23 @@ TEST_CASE("console shows an event whole with its attempts deliveries and their h
   CHECK(detail->summary.deliveries[1].state == "dead");
 }
 
-TEST_CASE("console finds an event by key else the newest with that Log ID and says none") {
+TEST_CASE("console finds an event by its key which is its Log ID and says none") {
   ConsoleDir dir;
   SqliteJournal journal;
   REQUIRE_FALSE(journal.open(dir.path).has_value());
-  auto older = console_event("key-1", "2026-01-01T00:00:00.000Z");
-  older.log_id = "shared";
-  auto newer = console_event("key-2", "2026-01-02T00:00:00.000Z");
-  newer.log_id = "shared";
-  auto named = console_event("shared", "2025-01-01T00:00:00.000Z");
-  named.log_id = "other";
-  REQUIRE(commit(journal, older));
-  REQUIRE(commit(journal, newer));
+  REQUIRE(commit(
+      journal, console_event("d9f5d293-7110-461e-a875-3beb089e79f3", "2026-01-01T00:00:00.000Z")));
+  REQUIRE(commit(journal, console_event("sha256:00ff", "2026-01-02T00:00:00.000Z")));
   SqliteConsole console(dir.path);
   std::string error;
-  auto by_log = console.event_detail("shared", error);
+  auto by_log = console.event_detail("d9f5d293-7110-461e-a875-3beb089e79f3", error);
   REQUIRE(by_log.has_value());
-  CHECK(by_log->summary.key == "key-2");
-  REQUIRE(commit(journal, named));  // a key equal to the Log ID wins
-  auto by_key = console.event_detail("shared", error);
+  CHECK(by_log->summary.log_id == "d9f5d293-7110-461e-a875-3beb089e79f3");
+  CHECK(by_log->attempts.size() == 1);
+  auto by_key = console.event_detail("sha256:00ff", error);
   REQUIRE(by_key.has_value());
-  CHECK(by_key->summary.key == "shared");
-  for (std::string missing : {"nope", "", "' OR 1=1 --", "%"}) {
+  CHECK(by_key->summary.key == "sha256:00ff");
+  for (std::string missing : {"nope", "", "' OR 1=1 --", "%", "d9f5d293"}) {
     CHECK_FALSE(console.event_detail(missing, error).has_value());
     CHECK(error.empty());
   }

@@ -135,12 +135,14 @@ TEST_CASE("console search finds an event by Log ID key attempt ID or request ID 
   Filled filled;
   auto& journal = filled.journal;
   auto& console = filled.console;
-  auto other_log = console_event("e-key", "2026-01-05T00:00:00.000Z");
-  other_log.log_id = "e-log";
-  REQUIRE(commit(journal, other_log));
+  // An event with a Log ID has it as its key; one without has sha256:... (core::event_key).
+  auto no_log = console_event("sha256:e0", "2026-01-05T00:00:00.000Z");
+  no_log.log_id = "";
+  REQUIRE(commit(journal, no_log));
   using V = std::vector<std::string>;
-  CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "e-log"; })) == V{"e-key"});
-  CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "e-key"; })) == V{"e-key"});
+  CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "sha256:e0"; })) == V{"sha256:e0"});
+  CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "a"; })) == V{"a"});
+  CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "req-sha256:e0"; })) == V{"sha256:e0"});
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "attempt-b"; })) == V{"b"});
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "req-c"; })) == V{"c"});
   CHECK(keys_of(page(console, [&](EventQuery& e) { e.q = "second-attempt"; })) == V{"d"});
