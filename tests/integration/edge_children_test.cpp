@@ -307,11 +307,11 @@ TEST_CASE("edge children: the CLI's events output never holds a raw control char
       CHECK(sqlite3_step(stmt) == SQLITE_DONE);
       sqlite3_finalize(stmt);
     };
-    exec("INSERT INTO events VALUES (?, ?, ?, 200, 1, 1, ?, x'7b7d')",
-         {nasty, nasty, nasty, "2026-01-01T00:00:00Z" + nasty});
+    exec("INSERT INTO events VALUES (?, ?, ?, 200, 1, 1, ?, x'7b7d', ?, ?)",
+         {nasty, nasty, nasty, "2026-01-01T00:00:00Z" + nasty, nasty, nasty});
     exec(
         "INSERT INTO attempts (event_key, attempt_id, received_at, remote_addr, request_id, "
-        "duplicate) VALUES (?, ?, ?, ?, ?, 0)",
+        "duplicate) VALUES (?, ?, ?, ?, ?, 1)",
         {nasty, nasty, nasty, nasty, nasty});
     exec(
         "INSERT INTO deliveries (event_key, handler, state, attempts, last_error, updated_at) "
