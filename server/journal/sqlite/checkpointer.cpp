@@ -9,6 +9,10 @@ Checkpointer::~Checkpointer() {
 std::optional<std::string> Checkpointer::start(Database& writer, const std::string& file) {
   stop();
   if (auto error = own_.open(file, false)) return "checkpointer: " + *error;
+  // A connection learns that the file is in WAL mode when it first reads it; until then a
+  // checkpoint on it does nothing at all.
+  if (auto error = own_.exec("SELECT COUNT(*) FROM sqlite_master"))
+    return "checkpointer: " + *error;
   writer_ = &writer;
   frames_ = 0;
   next_finish_at_ = kRestartFrames;
@@ -51,9 +55,11 @@ void Checkpointer::after_batch() {
     int done = 0;
     // PASSIVE on the writer's connection: no lock to wait for but the checkpointer's, and most
     // frames are copied back already. Once all are, the next BEGIN starts the WAL over.
-    if (sqlite3_wal_checkpoint_v2(writer_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log,
-                                  &done) == SQLITE_OK &&
-        log == done) {
+    const int rc = sqlite3_wal_checkpoint_v2(writer_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                             &log, &done);
+    if ((rc & 0xff) == SQLITE_BUSY)
+      return;  // the thread's pass began just now: the next batch tries
+    if (rc == SQLITE_OK && log == done) {
       frames_ = 0;
       next_finish_at_ = kRestartFrames;
       std::lock_guard lock(mutex_);

@@ -40,7 +40,8 @@ class Checkpointer {
   /// checkpoint on the writer's own connection when it has grown past kRestartFrames.
   void after_batch();
 
-  /// Passive checkpoints run by the thread, and writer-side finishes, so far (for tests).
+  /// Passive checkpoints of the thread that copied pages back, and writer-side finishes that let
+  /// the WAL start over, so far (for tests).
   [[nodiscard]] std::uint64_t background_passes() const;
   [[nodiscard]] std::uint64_t writer_finishes() const;
 
