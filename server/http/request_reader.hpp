@@ -152,7 +152,7 @@ boost::asio::awaitable<Incoming> RequestReader::read(Stream& stream) {
   in.started = std::chrono::steady_clock::now();
   in.info.remote_addr = remote_;
   const auto id = in.header_read ? parser.get()["X-Request-Id"] : beast::string_view();
-  in.info.request_id = in.header_read && usable_request_id(id) ? std::string(id) : new_uuid();
+  in.info.request_id = in.header_read && usable_request_id(id) ? std::string(id) : new_uuid_v7();
 
   // Admission, before any body byte is kept: a wrong header token, or a body larger than the
   // request may have, is answered now and the body never read.

@@ -234,7 +234,8 @@ asio::awaitable<Reply> Router::post_event(Request& request, const RequestInfo& i
       admit_event(request, std::move(request.body()), config, *auth_.get(), unix_now(),
                   Receipt{utc_now_iso(), {}, info.remote_addr, info.request_id});
   if (!admission.needs_commit()) co_return answered(admission, info);
-  if (admission.commit.receipt.attempt_id.empty()) admission.commit.receipt.attempt_id = new_uuid();
+  if (admission.commit.receipt.attempt_id.empty())
+    admission.commit.receipt.attempt_id = new_uuid_v7();
   // What the log needs of the commit once it has moved into the journal.
   Committed committed{admission.commit.receipt.attempt_id,
                       static_cast<std::int64_t>(admission.commit.handlers.size()), 0,
