@@ -66,6 +66,14 @@ start_peers() {
   PEER_DATA[receiver]=$RECEIVER_DATA
 }
 
+# start_diagnostic NAME LEVEL [DATA_DIR]: one more receiver, measured alone as peer NAME
+start_diagnostic() {
+  start_receiver "$1" "$2" "${3:-}"
+  PEER_PID[$1]=$RECEIVER_PID
+  PEER_URL[$1]="http://127.0.0.1:$RECEIVER_PORT/webhook"
+  PEER_DATA[$1]=$RECEIVER_DATA
+}
+
 stop_peers() { # the receiver's journal stays for the journal check (run.sh removes it)
   local peer
   for peer in "${PEERS[@]}"; do stop_pid "${PEER_PID[$peer]}" TERM; done

@@ -191,13 +191,6 @@ JOURNAL_DUPLICATES=$(sqlite3 "$MAIN_DATA/journal.sqlite" \
 rm -rf "$MAIN_DATA"
 
 # Logging's share: the same 32-connection run with log.level warn (no per-request lines).
-# start_diagnostic NAME LEVEL [DATA_DIR]: a receiver measured alone as peer NAME
-start_diagnostic() {
-  start_receiver "$1" "$2" "${3:-}"
-  PEER_PID[$1]=$RECEIVER_PID
-  PEER_URL[$1]="http://127.0.0.1:$RECEIVER_PORT/webhook"
-  PEER_DATA[$1]=$RECEIVER_DATA
-}
 start_diagnostic receiver-warn warn
 log "receiver (log.level warn), 32 connections, ${DURATION}s"
 measure warmup_warn receiver-warn 32 "$WARMUP"
@@ -287,7 +280,9 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- the table ---
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
 ms3() { awk -v us="$1" 'BEGIN { printf "%.3f ms", us / 1000 }'; }
-lat() { if (($1 < 1000)); then ms3 "$1"; else ms "$1"; fi; } # a latency in µs: 3 decimals under 1 ms
+lat() { # a latency in µs, in ms: 3 decimals under 1 ms, 2 above
+  awk -v us="$1" 'BEGIN { printf (us < 1000 ? "%.3f ms" : "%.2f ms"), us / 1000 }'
+}
 verdict() { # verdict OK? MARGIN-TEXT
   if [ "$1" = 1 ]; then echo "PASS ($2)"; else echo "MISS ($2)"; fi
 }
@@ -308,6 +303,13 @@ single_row() {
     "$(lat "$(field "${RESULT[$2]}" p50_us)")" "$(lat "$(field "${RESULT[$2]}" p99_us)")" \
     "$(cpu_text "${CPU_USER[$2]} ${CPU_SYS[$2]} $(awk -v u="${CPU_USER[$2]}" -v s="${CPU_SYS[$2]}" \
       'BEGIN { print u + s }')")" "${3:-}"
+}
+round_ratios() { # round_ratios RUN KEY FLOOR-KIND: each round's RUN KEY over its floor, on one line
+  local r
+  for ((r = 1; r <= ROUNDS; r++)); do
+    ratio "$(field "${RESULT[${1}_$r]}" "$2")" "${FLOOR[${3}_$r]}"
+    echo
+  done | joined
 }
 floor_rounds() { # floor_rounds KIND: FLOOR[KIND_1] .. in ms, on one line
   local r
@@ -444,10 +446,12 @@ mkdir -p "$(dirname "$RESULTS")"
     "$cpu_total µs: user $cpu_user, system $cpu_sys; nginx $(med_cpu nginx_32 | awk '{ print $3 }') µs per request")"
   text="$(ratio "$r1_p50" "$floor_p50") = $(ms3 "$r1_p50") against $(ms3 "$floor_p50")"
   text+="; nginx's p50 at 1 connection, the loopback round trip: $(ms3 "$n1_p50")"
+  text+="; per round: $(round_ratios receiver_1 p50_us rewrite_p50)"
   echo "- 1 connection, p50 ≤ 1.6× the disk's floor p50 (rewrite in place, $FLOOR_BYTES B):" \
     "$(verdict "$t_floor_p50" "$text")"
-  echo "- 1 connection, p99 ≤ 3× the disk's floor p99: $(verdict "$t_floor_p99" \
-    "$(ratio "$r1_p99" "$floor_p99") = $(ms3 "$r1_p99") against $(ms3 "$floor_p99")")"
+  text="$(ratio "$r1_p99" "$floor_p99") = $(ms3 "$r1_p99") against $(ms3 "$floor_p99")"
+  text+="; per round: $(round_ratios receiver_1 p99_us rewrite_p99)"
+  echo "- 1 connection, p99 ≤ 3× the disk's floor p99: $(verdict "$t_floor_p99" "$text")"
   echo "- 256 connections, no error and p99 ≤ 20 ms: $(verdict "$t_256" \
     "$r256_errors errors (rounds: $ROUNDS), p99 $(ms "$r256_p99")")"
   text="$JOURNAL_EVENTS events for $RECEIVER_COUNTED 200s, $JOURNAL_DUPLICATES duplicates"
