@@ -4,7 +4,8 @@
 # adnanh/webhook: bench/peers.sh), each alone, alternating, BENCH_ROUNDS rounds, medians; the
 # disk's fdatasync floor between the 1-connection rounds; plus memory and start-up figures, all on
 # loopback. Writes bench/results/latest.md with PASS/MISS per target of issue 17 and prints it.
-# About 4 minutes with the defaults.
+# About 4 to 5 minutes with the defaults (more when the disk is slow: the floor takes 2,000
+# fsyncs a round).
 #
 # Environment (all optional):
 #   BENCH_DURATION   seconds per wrk run (5)           BENCH_WARMUP  seconds of warm-up per peer (3)
