@@ -73,9 +73,11 @@ clean:
 docker-test:
 	@docker/test.sh
 
-# The benchmark (a few minutes; not part of `make test`): receiver against nginx on loopback, plus
-# memory and start-up figures; writes bench/results/latest.md. See bench/run.sh. Then the
-# backends side by side (bench/backends.sh) and the console's costs (bench/console.sh).
+# The benchmark (not part of `make test`): the receiver against its peers on loopback (nginx,
+# two Node.js receivers, adnanh/webhook: bench/peers.sh), each alone, alternating, medians of
+# BENCH_ROUNDS rounds, the disk's fdatasync floor, memory and start-up figures; 4 to 5 minutes;
+# writes bench/results/latest.md. See bench/run.sh. Then the backends side by side
+# (bench/backends.sh) and the console's costs (bench/console.sh).
 .PHONY: bench
 bench: deps
 	@bench/run.sh
