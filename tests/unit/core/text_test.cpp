@@ -184,6 +184,25 @@ TEST_SUITE("core/text") {
     CHECK_FALSE(is_valid_utf8("\xC1\xBF"));
   }
 
+  TEST_CASE("is_valid_utf8 and find_control_character find a byte anywhere in a long text") {
+    // Both skip plain ASCII quickly (is_valid_utf8 eight bytes at a time): every position counts.
+    for (std::size_t at = 0; at < 40; ++at) {
+      std::string text(40, 'a');
+      text[at] = '\xFF';
+      CHECK_FALSE(is_valid_utf8(text));
+      text.replace(at, 1, "\xE2\x9C\x93");  // a 3-byte character across any 8-byte boundary
+      CHECK(is_valid_utf8(text));
+      CHECK_FALSE(find_control_character(text).has_value());
+      text.erase(at + 2, 1);  // now cut short
+      CHECK_FALSE(is_valid_utf8(text));
+      std::string control(40, 'a');
+      control[at] = '\x7f';
+      CHECK(find_control_character(control) == at);
+      control[at] = '\x1f';
+      CHECK(find_control_character(control) == at);
+    }
+  }
+
   TEST_CASE("find_control_character: C0 DEL and C1 (encoded or a lone byte)") {
     CHECK_FALSE(find_control_character("plain caf\xC3\xA9").has_value());
     CHECK(find_control_character("ab\x1b[2J") == 2u);
