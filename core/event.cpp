@@ -1,5 +1,12 @@
 #include "core/event.hpp"
 
+// RapidJSON's SSE2 string and whitespace scanning (16 bytes at a time instead of one), in a
+// namespace of this file's own: other files include RapidJSON without it, and the same inline
+// functions defined two ways would break the one-definition rule.
+#if defined(__SSE2__)
+#define RAPIDJSON_SSE2
+#endif
+#define RAPIDJSON_NAMESPACE fbr_event_rapidjson
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -12,6 +19,8 @@
 #include <utility>
 
 #include "core/text.hpp"
+
+namespace rapidjson = RAPIDJSON_NAMESPACE;
 
 namespace fbr::core {
 namespace {
@@ -34,6 +43,13 @@ constexpr std::size_t kMaxLogIdBytes = 256;
 // messages, and the body itself, go into JSON documents downstream.
 constexpr std::size_t kMaxMappedRequestBytes = 64 * 1024;
 constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
+// The in-place stream has no length, only the terminating NUL: with encoding validation, a
+// truncated multi-byte sequence at the very end reads up to 3 bytes on (found by fuzzing:
+// tests/fuzz/regressions/parse_event/), and the SSE2 scans read the whole aligned 16 bytes that
+// hold the NUL. Padding with 16 NULs keeps every read inside the copy.
+constexpr std::size_t kPadding = 16;
+constexpr std::size_t kPoolBytes = 8192;
 
 constexpr unsigned kParseFlags =
     rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
@@ -439,13 +455,14 @@ ParseResult parse_event(std::string_view body) {
     // in-place parser does not skip a byte order mark itself.
     const std::size_t bom = body.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
     std::string scratch;
-    scratch.reserve(body.size() - bom + 4);  // exactly: growing would copy the body once more
+    scratch.reserve(body.size() - bom + kPadding);  // exactly: growing would copy the body again
     scratch.assign(body.substr(bom));
-    // The in-place stream has no length, only the terminating NUL: with encoding validation, a
-    // truncated multi-byte sequence at the very end reads up to 3 bytes on. Pad so that it
-    // reads NULs (found by fuzzing: tests/fuzz/regressions/parse_event/).
-    scratch.append(4, '\0');
-    rapidjson::Document doc;
+    scratch.append(kPadding, '\0');
+    // The document's values go into a buffer on the stack first (a typical event needs a few
+    // KiB); RapidJSON's own first chunk was a 64 KiB allocation per parse.
+    alignas(8) char pool[kPoolBytes];
+    rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
+    rapidjson::Document doc(&allocator);
     // Only a body that is not UTF-8 is parsed with the parser's own check, for its message.
     if (is_valid_utf8(body)) {
       doc.ParseInsitu<kParseValidUtf8Flags>(scratch.data());
