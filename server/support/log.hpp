@@ -40,6 +40,11 @@ class Fields {
   std::string out_;
 };
 
+/// The spdlog pattern a line of `format` follows (UTC): what make_line_formatter writes.
+std::string line_pattern(config::LogFormat format);
+/// The formatter of every sink: line_pattern(format)'s output, written directly.
+std::unique_ptr<spdlog::formatter> make_line_formatter(config::LogFormat format);
+
 class Logger {
  public:
   /// Writes to standard output (the container way); level and format from the config. Lines
