@@ -443,16 +443,20 @@ std::string not_json_message(const rapidjson::Document& doc, std::size_t offset_
 
 }  // namespace
 
-std::string Event::log_id() const {
-  return meta.logs.empty() ? std::string() : meta.logs.front().id.value_or("");
+namespace {
+const std::string kNoId;
+}  // namespace
+
+const std::string& Event::log_id() const {
+  return meta.logs.empty() || !meta.logs.front().id ? kNoId : *meta.logs.front().id;
 }
 
-std::string Event::attempt_id() const {
-  return meta.logs.empty() ? std::string() : meta.logs.front().attempt_id.value_or("");
+const std::string& Event::attempt_id() const {
+  return meta.logs.empty() || !meta.logs.front().attempt_id ? kNoId : *meta.logs.front().attempt_id;
 }
 
 std::string event_key(const Event& event, std::string_view body) {
-  std::string id = event.log_id();
+  const std::string& id = event.log_id();
   if (!id.empty()) return id;
   return "sha256:" + sha256_hex(body);
 }
