@@ -39,6 +39,9 @@ class BufferedStdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
 /// Writes a line as the pattern of line_pattern(format) does (a test compares the two), for a
 /// third of spdlog's pattern_formatter cost: the date and time to the second are written once
 /// a second, the rest appended directly.
+// A thread's line buffer keeps at most this much room between lines.
+constexpr std::size_t kMaxKeptLine = 64 * 1024;
+
 class LineFormatter final : public spdlog::formatter {
  public:
   explicit LineFormatter(config::LogFormat format) : format_(format) {}
@@ -202,6 +205,7 @@ void Logger::log(spdlog::level::level_enum level, std::string_view msg,
   }
   line.append(fields.text());
   logger_->log(level, spdlog::string_view_t(line.data(), line.size()));
+  if (line.capacity() > kMaxKeptLine) std::string().swap(line);  // a rare long line: let it go
 }
 
 }  // namespace fbr::server
