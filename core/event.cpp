@@ -1,5 +1,12 @@
 #include "core/event.hpp"
 
+// RapidJSON's SSE2 string and whitespace scanning (16 bytes at a time instead of one), in a
+// namespace of this file's own: other files include RapidJSON without it, and the same inline
+// functions defined two ways would break the one-definition rule.
+#if defined(__SSE2__)
+#define RAPIDJSON_SSE2
+#endif
+#define RAPIDJSON_NAMESPACE fbr_event_rapidjson
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -12,6 +19,8 @@
 #include <utility>
 
 #include "core/text.hpp"
+
+namespace rapidjson = RAPIDJSON_NAMESPACE;
 
 namespace fbr::core {
 namespace {
@@ -35,8 +44,18 @@ constexpr std::size_t kMaxLogIdBytes = 256;
 constexpr std::size_t kMaxMappedRequestBytes = 64 * 1024;
 constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
 
+// The in-place stream has no length, only the terminating NUL: with encoding validation, a
+// truncated multi-byte sequence at the very end reads up to 3 bytes on (found by fuzzing:
+// tests/fuzz/regressions/parse_event/), and the SSE2 scans read the whole aligned 16 bytes that
+// hold the NUL. Padding with 16 NULs keeps every read inside the copy.
+constexpr std::size_t kPadding = 16;
+constexpr std::size_t kPoolBytes = 8192;
+
 constexpr unsigned kParseFlags =
     rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
+// A body already known to be well-formed UTF-8 (is_valid_utf8, the same rules as RapidJSON's
+// validation: RFC 3629) needs no second check of each string, byte by byte, in the parser.
+constexpr unsigned kParseValidUtf8Flags = rapidjson::kParseIterativeFlag;
 
 std::string_view view(const Value& v) {
   return {v.GetString(), v.GetStringLength()};
@@ -89,25 +108,47 @@ std::string describe(const Value& v) {
   return {buffer.GetString(), buffer.GetSize()};
 }
 
-/// Appends one reference token to a JSON Pointer, escaped as RFC 6901 says (~ → ~0, / → ~1).
-std::string child(const std::string& path, std::string_view token) {
-  std::string out = path;
-  out.push_back('/');
-  for (const char c : token) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out.push_back(c);
+/// A JSON Pointer (RFC 6901) to where the mapper is, written out only when a diagnostic names
+/// it: building every field's path as a string cost an allocation per field of every event.
+/// Each step refers to its parent, which outlives it (both live on the mapper's call stack).
+class Path {
+ public:
+  Path() = default;  ///< the whole document: ""
+  Path(const Path& parent, std::string_view token) : parent_(&parent), token_(token) {}
+  Path(const Path& parent, std::size_t index) : parent_(&parent), index_(index), is_index_(true) {}
+
+  [[nodiscard]] std::string str() const {
+    std::string out;
+    append_to(out);
+    return out;
+  }
+  operator std::string() const { return str(); }  // NOLINT: a path is its text
+
+ private:
+  void append_to(std::string& out) const {
+    if (parent_ == nullptr) return;
+    parent_->append_to(out);
+    out.push_back('/');
+    if (is_index_) {
+      out += std::to_string(index_);
+      return;
+    }
+    for (const char c : token_) {  // escaped as RFC 6901 says (~ -> ~0, / -> ~1)
+      if (c == '~') {
+        out += "~0";
+      } else if (c == '/') {
+        out += "~1";
+      } else {
+        out.push_back(c);
+      }
     }
   }
-  return out;
-}
 
-std::string child(const std::string& path, std::size_t index) {
-  return path + "/" + std::to_string(index);
-}
+  const Path* parent_ = nullptr;
+  std::string_view token_;
+  std::size_t index_ = 0;
+  bool is_index_ = false;
+};
 
 class Diagnostics {
  public:
@@ -138,15 +179,15 @@ class Mapper {
       errors_.add("", std::string("must be an object, got ") + type_name(doc));
       return;
     }
-    const std::string root;
+    const Path root;
     if (const Value* meta = find(doc, "Meta", root)) {
       if (meta->IsObject()) {
-        map_meta(*meta, child(root, "Meta"), event.meta);
+        map_meta(*meta, Path(root, "Meta"), event.meta);
       } else {
-        errors_.add(child(root, "Meta"), std::string("must be an object, got ") + type_name(*meta));
+        errors_.add(Path(root, "Meta"), std::string("must be an object, got ") + type_name(*meta));
       }
     } else {
-      report_missing(child(root, "Meta"));
+      report_missing(Path(root, "Meta"));
     }
     map_status(doc, root, event);
     event.progress = optional_string(doc, "progress", root);
@@ -163,10 +204,10 @@ class Mapper {
     map_entries(doc, "error", root, Kind::kError, event.error);
     map_entries(doc, "deleted", root, Kind::kDeleted, event.deleted);
 
-    const std::string transaction_time = child(root, "transactionTime");
+    const Path transaction_time(root, "transactionTime");
     const Value* given = first_member(doc, "transactionTime");
     if (event.status == 200 && (given == nullptr || given->IsNull()) &&
-        !duplicated_.contains(transaction_time)) {
+        !duplicated_.contains(transaction_time.str())) {
       warnings_.add(transaction_time, "should be present when status is 200 (export complete)");
     }
   }
@@ -180,7 +221,7 @@ class Mapper {
 
   /// The member `name` of `object`, or nullptr. A name given more than once is an error (and
   /// nullptr): JSON parsers disagree on which value wins, and handlers pass the raw body on.
-  const Value* find(const Value& object, std::string_view name, const std::string& path) {
+  const Value* find(const Value& object, std::string_view name, const Path& path) {
     const Value* found = nullptr;
     std::size_t count = 0;
     for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
@@ -190,20 +231,20 @@ class Mapper {
       }
     }
     if (count > 1) {
-      std::string here = child(path, name);
+      const Path here(path, name);
       errors_.add(here, "is given " + std::to_string(count) + " times; a key must appear once");
-      duplicated_.insert(std::move(here));
+      duplicated_.insert(here.str());
       return nullptr;
     }
     return found;
   }
 
   /// "is required", unless find() already reported the name as given more than once.
-  void report_missing(const std::string& here) {
-    if (!duplicated_.contains(here)) errors_.add(here, "is required");
+  void report_missing(const Path& here) {
+    if (duplicated_.empty() || !duplicated_.contains(here.str())) errors_.add(here, "is required");
   }
 
-  void check_format(const std::string& path, std::string_view value, Check check) {
+  void check_format(const Path& path, std::string_view value, Check check) {
     if (check == Check::kLogId) {
       // Errors, not warnings: the value would reach places where it can do harm.
       if (value.size() > kMaxLogIdBytes) {
@@ -223,10 +264,10 @@ class Mapper {
   }
 
   std::optional<std::string> optional_string(const Value& object, std::string_view name,
-                                             const std::string& path, Check check = Check::kNone) {
+                                             const Path& path, Check check = Check::kNone) {
     const Value* v = find(object, name, path);
     if (v == nullptr || v->IsNull()) return std::nullopt;
-    const std::string here = child(path, name);
+    const Path here(path, name);
     if (!v->IsString()) {
       errors_.add(here, std::string("must be a string or null, got ") + type_name(*v));
       return std::nullopt;
@@ -235,22 +276,20 @@ class Mapper {
     return std::string(view(*v));
   }
 
-  std::optional<bool> optional_bool(const Value& object, std::string_view name,
-                                    const std::string& path) {
+  std::optional<bool> optional_bool(const Value& object, std::string_view name, const Path& path) {
     const Value* v = find(object, name, path);
     if (v == nullptr || v->IsNull()) return std::nullopt;
     if (!v->IsBool()) {
-      errors_.add(child(path, name),
-                  std::string("must be a boolean or null, got ") + type_name(*v));
+      errors_.add(Path(path, name), std::string("must be a boolean or null, got ") + type_name(*v));
       return std::nullopt;
     }
     return v->GetBool();
   }
 
   std::optional<std::string> required_string(const Value& object, std::string_view name,
-                                             const std::string& path) {
+                                             const Path& path) {
     const Value* v = find(object, name, path);
-    const std::string here = child(path, name);
+    const Path here(path, name);
     if (v == nullptr) {
       report_missing(here);
       return std::nullopt;
@@ -263,10 +302,10 @@ class Mapper {
   }
 
   /// A required string that must equal `expected`.
-  std::string fixed_string(const Value& object, std::string_view name, const std::string& path,
+  std::string fixed_string(const Value& object, std::string_view name, const Path& path,
                            std::string_view expected) {
     const Value* v = find(object, name, path);
-    const std::string here = child(path, name);
+    const Path here(path, name);
     if (v == nullptr) {
       report_missing(here);
       return {};
@@ -280,10 +319,10 @@ class Mapper {
 
   /// Visits each entry of the array `name`, which must hold objects.
   template <typename Visit>
-  void object_array(const Value& object, std::string_view name, const std::string& path,
-                    bool required, Visit visit) {
+  void object_array(const Value& object, std::string_view name, const Path& path, bool required,
+                    Visit visit) {
     const Value* v = find(object, name, path);
-    const std::string here = child(path, name);
+    const Path here(path, name);
     if (v == nullptr) {
       if (required) report_missing(here);
       return;
@@ -294,7 +333,7 @@ class Mapper {
     }
     for (rapidjson::SizeType i = 0; i < v->Size(); ++i) {
       const Value& entry = (*v)[i];
-      const std::string entry_path = child(here, i);
+      const Path entry_path(here, i);
       if (entry.IsObject()) {
         visit(entry, entry_path);
       } else {
@@ -303,31 +342,30 @@ class Mapper {
     }
   }
 
-  SystemRef map_system(const Value& object, const std::string& path) {
+  SystemRef map_system(const Value& object, const Path& path) {
     SystemRef ref;
     ref.id = optional_string(object, "ID", path, Check::kUuid);
     ref.name = optional_string(object, "Name", path);
     return ref;
   }
 
-  void map_meta(const Value& object, const std::string& path, Meta& meta) {
+  void map_meta(const Value& object, const Path& path, Meta& meta) {
     meta.data_model = fixed_string(object, "DataModel", path, kDataModel);
     meta.event_type = fixed_string(object, "EventType", path, kEventType);
     meta.event_date_time = optional_string(object, "EventDateTime", path, Check::kIso8601);
     meta.test = optional_bool(object, "Test", path);
     if (const Value* source = find(object, "Source", path)) {
       if (source->IsObject()) {
-        meta.source = map_system(*source, child(path, "Source"));
+        meta.source = map_system(*source, Path(path, "Source"));
       } else {
-        errors_.add(child(path, "Source"),
+        errors_.add(Path(path, "Source"),
                     std::string("must be an object, got ") + type_name(*source));
       }
     }
-    object_array(object, "Destinations", path, false,
-                 [&](const Value& entry, const std::string& at) {
-                   meta.destinations.push_back(map_system(entry, at));
-                 });
-    object_array(object, "Logs", path, false, [&](const Value& entry, const std::string& at) {
+    object_array(object, "Destinations", path, false, [&](const Value& entry, const Path& at) {
+      meta.destinations.push_back(map_system(entry, at));
+    });
+    object_array(object, "Logs", path, false, [&](const Value& entry, const Path& at) {
       LogRef log;
       log.id = optional_string(entry, "ID", at, Check::kLogId);
       log.attempt_id = optional_string(entry, "AttemptID", at, Check::kLogId);
@@ -336,9 +374,9 @@ class Mapper {
     meta.facility_code = optional_string(object, "FacilityCode", path);
   }
 
-  void map_status(const Value& object, const std::string& path, Event& event) {
+  void map_status(const Value& object, const Path& path, Event& event) {
     const Value* v = find(object, "status", path);
-    const std::string here = child(path, "status");
+    const Path here(path, "status");
     if (v == nullptr) {
       report_missing(here);
       return;
@@ -354,18 +392,17 @@ class Mapper {
   }
 
   /// output[] (required), or the HL7 manifest's error[] / deleted[] (optional).
-  void map_entries(const Value& object, std::string_view name, const std::string& path, Kind kind,
+  void map_entries(const Value& object, std::string_view name, const Path& path, Kind kind,
                    std::vector<OutputFile>& out) {
-    object_array(object, name, path, kind == Kind::kOutput,
-                 [&](const Value& entry, const std::string& at) {
-                   out.push_back(map_entry(entry, at, kind));
-                 });
+    object_array(
+        object, name, path, kind == Kind::kOutput,
+        [&](const Value& entry, const Path& at) { out.push_back(map_entry(entry, at, kind)); });
   }
 
-  OutputFile map_entry(const Value& object, const std::string& path, Kind kind) {
+  OutputFile map_entry(const Value& object, const Path& path, Kind kind) {
     OutputFile file;
     if (auto type = required_string(object, "type", path)) {
-      const std::string here = child(path, "type");
+      const Path here(path, "type");
       // HL7 Bulk Data: error[] files hold OperationOutcome resources, deleted[] files Bundles.
       if (kind == Kind::kError && *type != "OperationOutcome") {
         warnings_.add(here, "should be \"OperationOutcome\", got " + quoted(*type));
@@ -378,7 +415,7 @@ class Mapper {
     }
     if (auto url = required_string(object, "url", path)) {
       if (!is_absolute_http_url(*url)) {
-        errors_.add(child(path, "url"), "must be an absolute http(s) URL, got " + quoted(*url));
+        errors_.add(Path(path, "url"), "must be an absolute http(s) URL, got " + quoted(*url));
       }
       file.url = std::move(*url);
     }
@@ -386,8 +423,7 @@ class Mapper {
       if (count->IsInt64() && count->GetInt64() >= 0) {
         file.count = count->GetInt64();
       } else {
-        errors_.add(child(path, "count"),
-                    "must be a non-negative integer, got " + describe(*count));
+        errors_.add(Path(path, "count"), "must be a non-negative integer, got " + describe(*count));
       }
     }
     return file;
@@ -407,16 +443,20 @@ std::string not_json_message(const rapidjson::Document& doc, std::size_t offset_
 
 }  // namespace
 
-std::string Event::log_id() const {
-  return meta.logs.empty() ? std::string() : meta.logs.front().id.value_or("");
+namespace {
+const std::string kNoId;
+}  // namespace
+
+const std::string& Event::log_id() const {
+  return meta.logs.empty() || !meta.logs.front().id ? kNoId : *meta.logs.front().id;
 }
 
-std::string Event::attempt_id() const {
-  return meta.logs.empty() ? std::string() : meta.logs.front().attempt_id.value_or("");
+const std::string& Event::attempt_id() const {
+  return meta.logs.empty() || !meta.logs.front().attempt_id ? kNoId : *meta.logs.front().attempt_id;
 }
 
 std::string event_key(const Event& event, std::string_view body) {
-  std::string id = event.log_id();
+  const std::string& id = event.log_id();
   if (!id.empty()) return id;
   return "sha256:" + sha256_hex(body);
 }
@@ -436,14 +476,20 @@ ParseResult parse_event(std::string_view body) {
     // in-place parser does not skip a byte order mark itself.
     const std::size_t bom = body.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
     std::string scratch;
-    scratch.reserve(body.size() - bom + 4);  // exactly: growing would copy the body once more
+    scratch.reserve(body.size() - bom + kPadding);  // exactly: growing would copy the body again
     scratch.assign(body.substr(bom));
-    // The in-place stream has no length, only the terminating NUL: with encoding validation, a
-    // truncated multi-byte sequence at the very end reads up to 3 bytes on. Pad so that it
-    // reads NULs (found by fuzzing: tests/fuzz/regressions/parse_event/).
-    scratch.append(4, '\0');
-    rapidjson::Document doc;
-    doc.ParseInsitu<kParseFlags>(scratch.data());
+    scratch.append(kPadding, '\0');
+    // The document's values go into a buffer on the stack first (a typical event needs a few
+    // KiB); RapidJSON's own first chunk was a 64 KiB allocation per parse.
+    alignas(8) char pool[kPoolBytes];
+    rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof pool);
+    rapidjson::Document doc(&allocator);
+    // Only a body that is not UTF-8 is parsed with the parser's own check, for its message.
+    if (is_valid_utf8(body)) {
+      doc.ParseInsitu<kParseValidUtf8Flags>(scratch.data());
+    } else {
+      doc.ParseInsitu<kParseFlags>(scratch.data());
+    }
     if (doc.HasParseError()) {
       result.errors.push_back({"", not_json_message(doc, bom)});
       return result;

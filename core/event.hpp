@@ -61,10 +61,10 @@ struct Event {
   /// Meta.Logs[0].ID when present and non-empty, else "sha256:" + hex SHA-256 of the body.
   std::string key;
 
-  /// Meta.Logs[0].ID, or empty.
-  [[nodiscard]] std::string log_id() const;
-  /// Meta.Logs[0].AttemptID, or empty.
-  [[nodiscard]] std::string attempt_id() const;
+  /// Meta.Logs[0].ID, or empty. A reference into the event (no copy per call).
+  [[nodiscard]] const std::string& log_id() const;
+  /// Meta.Logs[0].AttemptID, or empty. A reference into the event.
+  [[nodiscard]] const std::string& attempt_id() const;
 };
 
 /// How an event is named in logs and output: its Log ID, else its event key (sha256:...).

@@ -40,7 +40,7 @@ std::string diagnostics_json(const std::vector<core::Diagnostic>& diagnostics) {
   return {buffer.GetString(), buffer.GetSize()};
 }
 
-Reply accepted_reply(const std::string& log_id, bool duplicate,
+Reply accepted_reply(std::string_view log_id, bool duplicate,
                      const std::vector<core::Diagnostic>& warnings) {
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
@@ -48,7 +48,7 @@ Reply accepted_reply(const std::string& log_id, bool duplicate,
   w.Key("status");
   w.String("accepted");
   w.Key("logId");
-  w.String(log_id);
+  w.String(log_id.data(), static_cast<rapidjson::SizeType>(log_id.size()));
   w.Key("duplicate");
   w.Bool(duplicate);
   if (!warnings.empty()) {

@@ -24,7 +24,7 @@ struct Reply {
   bool close = false;            ///< close the connection after this answer
 };
 
-Reply accepted_reply(const std::string& log_id, bool duplicate,
+Reply accepted_reply(std::string_view log_id, bool duplicate,
                      const std::vector<core::Diagnostic>& warnings);
 Reply quarantined_reply(const std::string& request_id, const std::vector<core::Diagnostic>& errors);
 Reply invalid_payload_reply(const std::vector<core::Diagnostic>& errors);

@@ -286,7 +286,7 @@ Reply Router::answer_commit(const EventAdmission& admission, const Committed& co
   }
 
   const core::Event& event = *parsed.event;
-  const std::string log_id(core::log_id_or_key(event.log_id(), event.key));
+  const std::string_view log_id = core::log_id_or_key(event.log_id(), event.key);
   const std::string& attempt_id = committed.attempt_id;
   metrics_.commit(committed.commit_ms / 1000.0);
   if (!result.ok) {

@@ -239,6 +239,61 @@ TEST_SUITE("core/event") {
                       "is not valid JSON at offset " + std::to_string(end) + ": a NUL byte");
   }
 
+  TEST_CASE("a body that is not UTF-8 gets the parser's own message, wherever the bad bytes are") {
+    // The parser checks each string only when the body as a whole is not well-formed UTF-8: the
+    // answer must be the one a checking parser gives (its message and offset).
+    for (const std::string_view bad : {"\xC9", "\xED\xA0\x80", "\xC0\xAF", "\xF5\x80\x80\x80",
+                                       "\xF4\x90\x80\x80", "\xE2\x9C", "\x80"}) {
+      for (const std::string_view at : {"Redox EMR", "Patient", "2024-02-20T10:00:00Z"}) {
+        const std::string body = replace_once(complete(), at, std::string(bad) + std::string(at));
+        rapidjson::Document checked;
+        checked.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+        REQUIRE(checked.HasParseError());
+        const ParseResult r = parse_event(body);
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message == "is not valid JSON at offset " +
+                                         std::to_string(checked.GetErrorOffset()) +
+                                         ": Invalid encoding in string");
+        CHECK_FALSE(r.event.has_value());
+      }
+    }
+  }
+
+  TEST_CASE("well-formed UTF-8 in the strings is kept byte for byte") {
+    const std::string name = "Redox \xC3\x89MR \xE2\x9C\x93 \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF";
+    const ParseResult r = parse_event(replace_once(complete(), "Redox EMR", name));
+    REQUIRE(r.ok());
+    CHECK(r.event->meta.destinations[0].name == name);
+  }
+
+  TEST_CASE("is_valid_utf8 accepts exactly the strings a UTF-8 checking parser accepts") {
+    // The parse relies on it: a body is_valid_utf8 passes is parsed without the parser's check.
+    std::size_t compared = 0;
+    const auto compare = [&](const std::string& bytes) {
+      for (const char c : bytes) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\')
+          return;  // JSON's own rules
+      }
+      const std::string json = "\"" + bytes + "\"";
+      rapidjson::Document doc;
+      doc.Parse<rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
+      CHECK_MESSAGE(doc.HasParseError() == !fbr::core::is_valid_utf8(bytes), bytes);
+      ++compared;
+    };
+    for (unsigned a = 0; a < 256; ++a) {
+      for (unsigned b = 0; b < 256; ++b) {
+        compare({static_cast<char>(a), static_cast<char>(b)});
+        if (a < 0xC0) continue;
+        for (const unsigned c : {0x41U, 0x7FU, 0x80U, 0x8FU, 0x90U, 0x9FU, 0xA0U, 0xBFU, 0xC0U}) {
+          compare({static_cast<char>(a), static_cast<char>(b), static_cast<char>(c)});
+          compare({static_cast<char>(a), static_cast<char>(b), static_cast<char>(c), '\x80'});
+          compare({static_cast<char>(a), static_cast<char>(b), static_cast<char>(c), '\xC0'});
+        }
+      }
+    }
+    CHECK(compared > 100000);
+  }
+
   TEST_CASE("the root must be an object") {
     expect_only_error(parse_event("[]"), "", "must be an object, got array");
     expect_only_error(parse_event("42"), "", "must be an object, got number");

@@ -111,6 +111,33 @@ TEST_SUITE("core/text") {
     }
   }
 
+  TEST_CASE("a URL with whitespace or a control character anywhere is not a URL") {
+    // The check goes eight bytes at a time: every byte value at every position of a long URL.
+    const std::string url = "https://example.org/fhir/R4/files/patient-file-001.ndjson.gz";
+    for (std::size_t at = 8; at < url.size(); ++at) {
+      for (unsigned b = 0; b < 256; ++b) {
+        if (b == '/' || b == '?' || b == '#' || b == ':' || b == '@' || b == '[') continue;
+        std::string edited = url;
+        edited[at] = static_cast<char>(b);
+        const bool refused = b <= 0x20 || b == 0x7F;
+        CHECK_MESSAGE(is_absolute_http_url(edited) == !refused, at, " ", b);
+      }
+    }
+  }
+
+  TEST_CASE("is_uuid refuses a non-hex byte at any place and a dash out of place") {
+    const std::string id = "d9f5d293-7110-461e-a875-3beb089e79f3";
+    REQUIRE(is_uuid(id));
+    for (std::size_t at = 0; at < id.size(); ++at) {
+      for (const char c : {'g', 'G', '-', '\0', '/', ':', '@', '`', '\xC3'}) {
+        if (c == id[at]) continue;
+        std::string edited = id;
+        edited[at] = c;
+        CHECK_FALSE(is_uuid(edited));
+      }
+    }
+  }
+
   TEST_CASE("is_absolute_http_url") {
     for (const char* good :
          {"http://a", "https://example.com/x.ndjson?sig=1&b=2#frag", "HTTPS://EXAMPLE.COM/",
@@ -182,6 +209,25 @@ TEST_SUITE("core/text") {
     CHECK_FALSE(is_valid_utf8("\xFF"));
     CHECK_FALSE(is_valid_utf8("\xE2\x9C"));
     CHECK_FALSE(is_valid_utf8("\xC1\xBF"));
+  }
+
+  TEST_CASE("is_valid_utf8 and find_control_character find a byte anywhere in a long text") {
+    // Both skip plain ASCII quickly (is_valid_utf8 eight bytes at a time): every position counts.
+    for (std::size_t at = 0; at < 40; ++at) {
+      std::string text(40, 'a');
+      text[at] = '\xFF';
+      CHECK_FALSE(is_valid_utf8(text));
+      text.replace(at, 1, "\xE2\x9C\x93");  // a 3-byte character across any 8-byte boundary
+      CHECK(is_valid_utf8(text));
+      CHECK_FALSE(find_control_character(text).has_value());
+      text.erase(at + 2, 1);  // now cut short
+      CHECK_FALSE(is_valid_utf8(text));
+      std::string control(40, 'a');
+      control[at] = '\x7f';
+      CHECK(find_control_character(control) == at);
+      control[at] = '\x1f';
+      CHECK(find_control_character(control) == at);
+    }
   }
 
   TEST_CASE("find_control_character: C0 DEL and C1 (encoded or a lone byte)") {

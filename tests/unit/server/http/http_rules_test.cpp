@@ -1,6 +1,11 @@
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
 
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <string>
+
 #include "server/http/reply.hpp"
 #include "server/http/router.hpp"
 #include "server/support/log.hpp"
@@ -72,4 +77,27 @@ TEST_CASE("log fields render as key=value text or as JSON members") {
   Fields json(fbr::config::LogFormat::kJson);
   json.add("log_id", "a\"b").add("n", 3);
   CHECK(json.text() == R"(,"log_id":"a\"b","n":3)");
+}
+
+TEST_CASE("log fields write a figure as printf's %.3f does, integers in full") {
+  for (const double v : {0.0, 1.0, 0.0005, 0.0015, 1.2345, 2.5e-4, 12.3456789, 999.9995, -3.25,
+                         123456789.125, 1e300, -0.0}) {
+    char expected[400];
+    std::snprintf(expected, sizeof expected, "%.3f", v);
+    Fields f(fbr::config::LogFormat::kText);
+    f.add("ms", v);
+    CHECK(f.text() == std::string(" ms=") + expected);
+  }
+  Fields extremes(fbr::config::LogFormat::kText);
+  extremes.add("min", std::numeric_limits<std::int64_t>::min())
+      .add("max", std::numeric_limits<std::uint64_t>::max());
+  CHECK(extremes.text() == " min=-9223372036854775808 max=18446744073709551615");
+}
+
+TEST_CASE("a figure that is not finite, or the largest double, still makes a log field") {
+  Fields f(fbr::config::LogFormat::kJson);
+  f.add("a", std::numeric_limits<double>::infinity()).add("b", std::numeric_limits<double>::max());
+  char expected[400];
+  std::snprintf(expected, sizeof expected, "%.3f", std::numeric_limits<double>::max());
+  CHECK(f.text() == std::string(R"(,"a":inf,"b":)") + expected);
 }
