@@ -48,7 +48,8 @@ bool accepts(const std::string& address, unsigned short port) {
 
 /// nginx with three loopback "hosts", each serving www/<n>/ and answering 401 unless the request
 /// carries the token: 1 = the FHIR server (127.0.0.1), 2 = the attachment store (127.0.0.2), 3 =
-/// another host (127.0.0.3). Each host logs "<request line> <status> auth=<Authorization>".
+/// another host (127.0.0.3); /to-host-3/ on any host redirects there. Each host logs "<request
+/// line> <status> auth=<Authorization>".
 class Hosts {
  public:
   explicit Hosts(const fs::path& dir) : dir_(dir) {
@@ -64,13 +65,15 @@ class Hosts {
     conf +=
         "  types { application/fhir+ndjson ndjson; application/pdf pdf; text/plain txt; "
         "image/png png; }\n  default_type application/octet-stream;\n";
-    for (int h = 1; h <= 3; ++h) {
+    for (int h = 1; h <= 3; ++h)
       ports_[h] = free_port();
+    for (int h = 1; h <= 3; ++h) {
       conf += "  server {\n    listen 127.0.0." + std::to_string(h) + ":" +
               std::to_string(ports_[h]) + ";\n    root " +
               (dir_ / "www" / std::to_string(h)).string() + ";\n    access_log " + d + "/access" +
               std::to_string(h) + ".log auth;\n    if ($http_authorization != \"Bearer " +
-              std::string(kToken) + "\") { return 401; }\n  }\n";
+              std::string(kToken) + "\") { return 401; }\n    location /to-host-3/ { return 302 " +
+              url(3, "/other.pdf") + "; }\n  }\n";
     }
     conf += "}\n";
     write_file(dir_ / "nginx.conf", conf);
@@ -211,20 +214,24 @@ TEST_CASE("download attachments: stored once per URL, relative URLs resolved, of
   const fs::path all = tmp.path() / "all";
   const fs::path off = tmp.path() / "off";
   const fs::path typed = tmp.path() / "typed";
+  const fs::path packed = tmp.path() / "packed";
   const fs::path token = token_file(tmp);
-  Server server(tmp, download_config({handler("all", all, token, R"({"mode": "download"})"),
-                                      handler("off", off, token, ""),
-                                      handler("typed", typed, token,
-                                              R"({"mode": "download", "types": ["text/*"]})")}));
+  Server server(
+      tmp,
+      download_config(
+          {handler("all", all, token, R"({"mode": "download"})"), handler("off", off, token, ""),
+           handler("typed", typed, token, R"({"mode": "download", "types": ["text/*"]})"),
+           handler("packed", packed, token, R"({"mode": "download"})", R"("store": "gzip")")}));
   const std::string log_id = new_log_id();
   post_ok(server, attachment_event(hosts, log_id));
   wait_state(server, log_id, "all", "done");
   wait_state(server, log_id, "off", "done");
   wait_state(server, log_id, "typed", "done");
+  wait_state(server, log_id, "packed", "done");
 
-  // Two resources, one URL: one request, one file. Only the handler that downloads all asked.
-  CHECK(hosts.count(2, "/notes/a.pdf") == 1);
-  CHECK(hosts.count(1, "/fhir/Binary/n.txt") == 2);  // "all" and "typed" (text/*)
+  // Two resources, one URL: one request (per handler that downloads them), one file.
+  CHECK(hosts.count(2, "/notes/a.pdf") == 2);        // "all" and "packed"
+  CHECK(hosts.count(1, "/fhir/Binary/n.txt") == 3);  // and "typed" (text/*)
   for (const auto& line : hosts.log(2))
     CHECK(line.find(std::string("auth=Bearer ") + std::string(kToken)) != std::string::npos);
 
@@ -267,6 +274,8 @@ TEST_CASE("download attachments: stored once per URL, relative URLs resolved, of
   }
   CHECK(attachment_requests == 2);
 
+  // store: gzip reads the attachments from the gzip'd NDJSON.
+  CHECK(attachment_files(packed / log_id) == std::vector<std::string>{pdf_file, txt_file});
   // off: none fetched, no folder; typed: only the text note.
   CHECK(attachment_files(off / log_id).empty());
   CHECK(parse_json(read_file(off / log_id / "manifest.json"))["attachments"].Size() == 0);
@@ -326,6 +335,7 @@ TEST_CASE("download attachments: egress refusal, no token to another host, past 
             doc_ref("refused", elsewhere.url("/x.pdf"), "application/pdf") +
                 doc_ref("other", hosts.url(3, "/other.pdf"), "application/pdf") +
                 doc_ref("big", hosts.url(2, "/big.bin"), "application/octet-stream") +
+                doc_ref("redirected", hosts.url(2, "/to-host-3/x"), "application/pdf") +
                 doc_ref("ok", hosts.url(2, "/ok.txt"), "text/plain"));
   const fs::path downloads = tmp.path() / "downloads";
   Server server(tmp, download_config({handler("fetch", downloads, token_file(tmp),
@@ -334,7 +344,7 @@ TEST_CASE("download attachments: egress refusal, no token to another host, past 
   post_ok(server, attachment_event(hosts, log_id));
   const auto dead = wait_state(server, log_id, "fetch", "dead");
   CAPTURE(dead.last_error);
-  CHECK(dead.last_error.find("3 of 4 attachments failed") != std::string::npos);
+  CHECK(dead.last_error.find("4 of 5 attachments failed") != std::string::npos);
   CHECK(dead.last_error.find("DocumentReference/refused (" + elsewhere.url("/x.pdf") +
                              "): refused host 127.0.0.9: not in allowed_hosts") !=
         std::string::npos);
@@ -343,7 +353,13 @@ TEST_CASE("download attachments: egress refusal, no token to another host, past 
                              "): HTTP 401") != std::string::npos);
   CHECK(dead.last_error.find("from 127.0.0.3 (no access token was sent: 127.0.0.3 is not in "
                              "token_hosts") != std::string::npos);
-  REQUIRE(hosts.count(3, "/other.pdf") == 1);
+  // Host 2 answered the redirect (with the token), host 3 never saw it.
+  CHECK(dead.last_error.find("DocumentReference/redirected (" + hosts.url(2, "/to-host-3/x") +
+                             "): HTTP 401") != std::string::npos);
+  CHECK(dead.last_error.find("a redirect to another host, port or scheme gets no token") !=
+        std::string::npos);
+  CHECK(hosts.count(2, "/to-host-3/x") == 1);
+  REQUIRE(hosts.count(3, "/other.pdf") == 2);
   for (const auto& line : hosts.log(3))
     CHECK(line.ends_with("auth=-"));  // the token never went to host 3
   CHECK(dead.last_error.find("DocumentReference/big (" + hosts.url(2, "/big.bin") +
