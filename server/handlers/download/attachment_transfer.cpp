@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <ctime>
 #include <map>
@@ -15,6 +14,8 @@
 #include "core/backoff.hpp"
 #include "core/text.hpp"
 #include "server/handlers/download/exchange.hpp"
+#include "server/handlers/download/hops.hpp"
+#include "server/handlers/download/parallel.hpp"
 #include "server/handlers/download/part_file.hpp"
 #include "server/handlers/download/receiver.hpp"
 #include "server/handlers/download/stream.hpp"
@@ -130,11 +131,6 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return size * count;
 }
 
-Failure token_failure(const std::exception& e) {
-  const auto* token = dynamic_cast<const TokenError*>(&e);
-  return token != nullptr && token->permanent() ? Failure::kPermanent : Failure::kTransient;
-}
-
 /// Hex SHA-256 of a stored file, or nullopt when it cannot be read.
 std::optional<std::string> sha256_of(const fs::path& file) {
   posix::Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
@@ -234,76 +230,25 @@ TransferResult fetch_attachment(const AttachmentTask& task, const fs::path& even
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 
-    std::optional<TokenSession::Token> bearer;
-    std::string no_token;
-    std::string url = task.url;
-    std::string host = first->host;
     std::optional<Answer> a;
-    std::optional<HeaderList> headers;
-    CURLcode code = CURLE_OK;
-    long status = 0;
-    for (int hop = 0;; ++hop) {
-      const auto target = hop == 0 ? first : egress::parse_target(url, error_text);
-      if (!target) {
-        return fail(Failure::kPermanent,
-                    "redirect to " + url_for_messages(url) + ": " + error_text);
-      }
-      host = target->host;
-      if (std::string refused = settings.policy.check_host(*target); !refused.empty()) {
-        if (hop > 0) refused = "redirect to " + url_for_messages(url) + ": " + refused;
-        return fail(Failure::kPermanent, refused);
-      }
-      headers.emplace();
-      headers->add("Accept: */*");
-      bearer.reset();
-      no_token.clear();
-      if (event.token == nullptr) {
-        no_token = "the event's requiresAccessToken is not true";
-      } else if (!target->same_origin(*first)) {
-        no_token = "a redirect to another host, port or scheme gets no token";
-      } else if (const auto decision = settings.policy.token_for(*target, event.token_hosts);
-                 !decision.send) {
-        no_token = decision.why_not;
-      } else {
-        try {
-          bearer = event.token->current();
-        } catch (const std::exception& e) {
-          return fail(token_failure(e), std::string("access token: ") + e.what());
-        }
-        headers->add("Authorization: Bearer " + bearer->value);
-      }
+    const HopOutcome hops = request_following_redirects(
+        h, guard, settings, event, task.url, *first, error, result.requests,
+        [&](HeaderList& headers) {
+          headers.add("Accept: */*");
+          if (a && a->charged > 0 && event.budget != nullptr) event.budget->give_back(a->charged);
+          a.emplace(fd.get(), part_name, max_bytes, event.budget, reserve);
+          curl_easy_setopt(h, CURLOPT_HEADERDATA, &*a);
+          curl_easy_setopt(h, CURLOPT_WRITEDATA, &*a);
+        });
+    if (hops.failure) {
       if (a && a->charged > 0 && event.budget != nullptr) event.budget->give_back(a->charged);
-      a.emplace(fd.get(), part_name, max_bytes, event.budget, reserve);
-      curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-      curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers->get());
-      curl_easy_setopt(h, CURLOPT_HEADERDATA, &*a);
-      curl_easy_setopt(h, CURLOPT_WRITEDATA, &*a);
-      guard.set_target(*target, bearer.has_value() && target->scheme == "http");
-      error[0] = '\0';
-      ++result.requests;
-      code = curl_easy_perform(h);
-      status = 0;
-      curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-      if (code != CURLE_OK && !guard.refusal().empty()) {
-        std::string refused = guard.refusal();
-        if (hop > 0) refused = "redirect to " + url_for_messages(url) + ": " + refused;
-        return fail(Failure::kPermanent, refused);
-      }
-      const bool redirect =
-          status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
-      char* location = nullptr;
-      if (code != CURLE_OK || !redirect ||
-          curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &location) != CURLE_OK ||
-          location == nullptr) {
-        break;
-      }
-      if (hop == egress::kMaxRedirects) {
-        return fail(Failure::kPermanent, "more than " + std::to_string(egress::kMaxRedirects) +
-                                             " redirects (the last to " +
-                                             url_for_messages(location) + ")");
-      }
-      url = location;
+      return fail(*hops.failure, hops.why);
     }
+    CURLcode code = hops.code;
+    const long status = hops.status;
+    const auto& bearer = hops.bearer;
+    const std::string& host = hops.host;
+    const std::string& no_token = hops.no_token;
     a->status = status;
     if (code == CURLE_OK && !a->body_started && !a->start()) code = CURLE_WRITE_ERROR;
     const auto give_back = [&] {
@@ -442,7 +387,6 @@ AttachmentOutcome run_attachments(const std::vector<FileRecord>& files, const fs
 
   std::mutex mutex;
   std::set<std::string> refused_files;  // fetched, but a resource's size or hash disagrees
-  std::atomic<std::size_t> next{0};
   const auto check = [&](std::size_t i, const AttachmentRecord& r) {
     for (const auto& use : tasks[i].uses) {
       if (std::string why = check_use(use, r.url, r.bytes, r.sha1); !why.empty()) return why;
@@ -498,20 +442,7 @@ AttachmentOutcome run_attachments(const std::vector<FileRecord>& files, const fs
       out.failures.push_back(std::move(r));
     }
   }
-  const auto worker = [&] {
-    for (std::size_t k = next++; k < todo.size(); k = next++)
-      fetch(todo[k]);
-  };
-  const std::size_t threads = std::min(attachments.parallel, todo.size());
-  if (threads <= 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < threads; ++t)
-      pool.emplace_back(worker);
-    for (auto& t : pool)
-      t.join();
-  }
+  for_each_parallel(todo, attachments.parallel, fetch);
 
   std::set<std::string> kept;
   for (std::size_t i = 0; i < tasks.size(); ++i) {

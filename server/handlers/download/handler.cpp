@@ -5,14 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <exception>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "core/event.hpp"
+#include "server/handlers/download/parallel.hpp"
 #include "server/handlers/download/plan.hpp"
 #include "server/handlers/download/progress.hpp"
 #include "server/handlers/download/records.hpp"
@@ -193,7 +192,6 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
                                        transfer_.policy.token_hosts(event.request), &budget};
   std::mutex mutex;
   std::vector<TransferResult> failures;
-  std::atomic<std::size_t> next{0};
 
   const auto fetch = [&](std::size_t i) {
     const FileTask& task = tasks[i];
@@ -242,21 +240,7 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
     std::lock_guard guard(mutex);
     failures.push_back(std::move(r));
   };
-  const auto worker = [&] {
-    for (std::size_t k = next++; k < todo.size(); k = next++)
-      fetch(todo[k]);
-  };
-  const std::size_t threads =
-      std::min<std::size_t>(static_cast<std::size_t>(settings_.parallel), todo.size());
-  if (threads <= 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < threads; ++t)
-      pool.emplace_back(worker);
-    for (auto& t : pool)
-      t.join();
-  }
+  download::for_each_parallel(todo, static_cast<std::size_t>(settings_.parallel), fetch);
 
   // The attachments of the DocumentReference files verified so far (this attempt or before).
   download::AttachmentOutcome attached;
