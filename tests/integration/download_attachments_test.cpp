@@ -422,4 +422,17 @@ TEST_CASE("download attachments: a restart mid-way fetches nothing twice") {
   CHECK(manifest["attachments"].Size() == 7);
   for (const auto& f : files_under(event_dir))
     CHECK_FALSE(fs::path(f).filename().string().ends_with(".part"));
+
+  // Done, then replayed: manifest.json lists every attachment, none is fetched again.
+  const auto r = run_cli({"replay", "--config", server.config_path().string(), "--log-id", log_id});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output());
+  REQUIRE(poll_until(
+      [&] {
+        return dispatch::log_lines_with(server, {"download_complete", log_id, "fetched=0",
+                                                 "attachments=7", "attachments_fetched=0"})
+                   .size() == 1;
+      },
+      kDeadline));
+  CHECK(slow.count("/slow.bin") == 2);
+  CHECK(hosts.count(2, "/n/0.txt") == 1);
 }
