@@ -368,7 +368,7 @@ AttachmentOutcome run_attachments(const std::vector<FileRecord>& files, const fs
     out.failures.push_back(std::move(r));
   }
   const std::vector<AttachmentTask> tasks = plan_attachments(uses, attachments.types);
-  out.tasks = tasks.size();
+  out.tasks = tasks.size() + out.failures.size();  // the URLs that cannot be fetched count too
 
   std::map<std::string, AttachmentRecord> verified;  // by url_sha256
   for (auto& r : read_verified_attachments(event_dir))

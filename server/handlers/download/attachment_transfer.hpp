@@ -32,7 +32,7 @@ struct AttachmentSettings {
 struct AttachmentOutcome {
   std::vector<AttachmentEntry> entries;  ///< one per (resource, URL), for manifest.json
   std::size_t stored = 0;                ///< distinct files
-  std::size_t tasks = 0;                 ///< distinct URLs
+  std::size_t tasks = 0;                 ///< distinct URLs (those that cannot be resolved too)
   std::size_t fetched = 0;               ///< URLs fetched by this attempt (not already verified)
   std::vector<TransferResult> failures;  ///< message: "<resource> (<url>): why"
 };
