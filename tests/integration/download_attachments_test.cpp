@@ -436,3 +436,44 @@ TEST_CASE("download attachments: a restart mid-way fetches nothing twice") {
   CHECK(slow.count("/slow.bin") == 2);
   CHECK(hosts.count(2, "/n/0.txt") == 1);
 }
+
+TEST_CASE("download attachments: a 503 is tried again and equal bytes at two URLs are one file") {
+  FileServer files;
+  const std::string token(kToken);
+  const std::string bytes = "the same report";
+  files.put("/a/one.txt", Resource(bytes).first_answers({503}).with_bearer(token));
+  files.put("/a/two.txt", Resource(bytes).with_bearer(token));
+  files.put("/fhir/DocumentReference.ndjson",
+            Resource(doc_ref("one", files.url("/a/one.txt"), "text/plain") +
+                     doc_ref("two", files.url("/a/two.txt"), "text/plain"))
+                .with_bearer(token));
+  TempDir tmp;
+  const fs::path downloads = tmp.path() / "downloads";
+  Server server(tmp, download_config({download_handler(
+                         "fetch", downloads,
+                         R"("token_file": )" + dispatch::json_string(token_file(tmp).string()) +
+                             R"(, "attachments": {"mode": "download"})")}));
+  const std::string log_id = new_log_id();
+  std::string event = R"({"Meta": {"DataModel": "FHIR Bulk Data Access",
+    "EventType": "status-check-response", "EventDateTime": "2024-02-20T10:00:05.000Z",
+    "Logs": [{"ID": )" +
+                      dispatch::json_string(log_id) +
+                      R"(}]}, "status": 200, "transactionTime": "2024-02-20T10:00:00Z",
+    "request": )" + dispatch::json_string(files.url("/fhir/$export")) +
+                      R"(, "requiresAccessToken": true, "output": [{"type": "DocumentReference",
+    "url": )" + dispatch::json_string(files.url("/fhir/DocumentReference.ndjson")) +
+                      R"(}], "error": []})";
+  post_ok(server, event);
+  const auto done = wait_state(server, log_id, "fetch", "done");
+  CHECK(done.attempts == 1);  // the 503 was tried again within the transfer's tries
+  CHECK(files.count("/a/one.txt") == 2);
+  CHECK(files.count("/a/two.txt") == 1);
+  const fs::path event_dir = downloads / log_id;
+  CHECK(attachment_files(event_dir) ==
+        std::vector<std::string>{"attachments/" + fbr::core::sha256_hex(bytes) + ".txt"});
+  const auto manifest = parse_json(read_file(event_dir / "manifest.json"));
+  REQUIRE(manifest["attachments"].Size() == 2);
+  CHECK(json_str(manifest, "/attachments/0/file") == json_str(manifest, "/attachments/1/file"));
+  CHECK(json_raw(parse_json(export_log(event_dir / "log.ndjson").back().second), "/attachments") ==
+        "1");
+}
