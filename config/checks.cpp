@@ -133,6 +133,19 @@ void check_handler(Reader& r, const std::string& path, const Handler& handler) {
                        int{!download->token_command.empty()};
     if (tokens > 1) r.fail(path, "at most one of token_env, token_file, token_command may be set");
     check_download_auth(r, path, download->auth, tokens);
+    const auto& types = download->attachments.types;
+    for (std::size_t i = 0; i < types.size(); ++i) {
+      const std::string& t = types[i];
+      const std::size_t slash = t.find('/');
+      const bool ok = slash != std::string::npos && slash > 0 && slash + 1 < t.size() &&
+                      t.find('/', slash + 1) == std::string::npos &&
+                      t.find_first_of(" \t;,") == std::string::npos;
+      if (!ok) {
+        r.fail(element(path + ".attachments.types", i),
+               "must be a MIME type such as \"application/pdf\" or \"image/*\", got \"" +
+                   core::printable(t) + "\"");
+      }
+    }
   }
 }
 

@@ -126,6 +126,13 @@ struct DownloadAuth {
   std::string client_secret_env;  ///< client_credentials: the variable holding the secret
   [[nodiscard]] bool enabled() const { return !type.empty(); }
 };
+/// The download handler's `attachments`: whether the files that DocumentReference resources point
+/// at (content[].attachment.url) are fetched too, which content types, and how large each may be.
+struct DownloadAttachments {
+  std::string mode = "off";        ///< "off" or "download"
+  std::vector<std::string> types;  ///< MIME types ("application/pdf", "image/*"); empty: all
+  std::uint64_t max_bytes = 1ULL << 30;
+};
 struct DownloadHandler {
   std::string dir;
   DownloadAuth auth;
@@ -151,6 +158,7 @@ struct DownloadHandler {
   std::uint32_t max_decompression_ratio = 100;   ///< NDJSON bytes over received bytes
   /// Free space the download volume keeps; nullopt: 5 % of it or 1 GiB, whichever is smaller.
   std::optional<std::uint64_t> min_free_bytes;
+  DownloadAttachments attachments;
 };
 struct NatsHandler {
   std::vector<std::string> servers;

@@ -24,6 +24,7 @@ constexpr std::array<std::string_view, 2> kLogFormats = {"text", "json"};  // Lo
 constexpr std::array<std::string_view, 2> kInvalidPayloads = {"reject", "quarantine"};
 constexpr std::array<std::string_view, 2> kBackends = {"sqlite", "nats"};
 constexpr std::array<std::string_view, 2> kStores = {"ndjson", "gzip"};
+constexpr std::array<std::string_view, 2> kAttachmentModes = {"off", "download"};
 // JWS algorithms (server/support/jose.hpp has the same six): never none, never HMAC.
 constexpr std::array<std::string_view, 6> kJwsAlgorithms = {"RS256", "RS384", "PS256",
                                                             "PS384", "ES256", "ES384"};
@@ -195,6 +196,16 @@ const Section<DownloadAuth>& download_auth_settings() {
       leaf<A>("scope", &A::scope, Text{}),
       leaf<A>("jku", &A::jku, kOptionalHttpUrl),
       leaf<A>("client_secret_env", &A::client_secret_env, kEnvName),
+  };
+  return section;
+}
+
+const Section<DownloadAttachments>& download_attachments_settings() {
+  using A = DownloadAttachments;
+  static const Section<A> section = {
+      leaf<A>("mode", &A::mode, Choice{kAttachmentModes}),
+      leaf<A>("types", &A::types, StringsOrNull{}),
+      leaf<A>("max_bytes", &A::max_bytes, Integer{1, kMaxI64}),
   };
   return section;
 }
@@ -371,6 +382,7 @@ const Section<DownloadHandler>& type_settings<DownloadHandler>() {
       leaf<D>("max_event_bytes", &D::max_event_bytes, Integer{1, kMaxI64}),
       leaf<D>("max_decompression_ratio", &D::max_decompression_ratio, Integer{1, 1'000'000}),
       leaf<D>("min_free_bytes", &D::min_free_bytes, Nullable<Integer>{{0, kMaxI64}}),
+      group<D>("attachments", &D::attachments, download_attachments_settings()),
   };
   return section;
 }

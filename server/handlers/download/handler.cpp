@@ -5,14 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <exception>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "core/event.hpp"
+#include "server/handlers/download/parallel.hpp"
 #include "server/handlers/download/plan.hpp"
 #include "server/handlers/download/progress.hpp"
 #include "server/handlers/download/records.hpp"
@@ -79,9 +78,11 @@ std::optional<FileRecord> still_verified(const FileTask& task,
   return std::nullopt;
 }
 
-std::string summary(const std::vector<TransferResult>& failures, std::size_t files) {
-  std::string out = std::to_string(failures.size()) + " of " + std::to_string(files) +
-                    (files == 1 ? " file" : " files") + " failed: ";
+/// "2 of 5 files failed: ...", or "... attachments ..." (`noun` singular).
+std::string summary(const std::vector<TransferResult>& failures, std::size_t files,
+                    const std::string& noun = "file") {
+  std::string out = std::to_string(failures.size()) + " of " + std::to_string(files) + " " + noun +
+                    (files == 1 ? "" : "s") + " failed: ";
   for (std::size_t i = 0; i < failures.size(); ++i) {
     if (i > 0) out += "; ";
     out += failures[i].message;
@@ -117,6 +118,10 @@ DownloadHandler::DownloadHandler(std::string name, config::DownloadHandler setti
   transfer_.max_file_bytes = settings_.max_file_bytes;
   transfer_.max_decompression_ratio = settings_.max_decompression_ratio;
   transfer_.min_free_bytes = settings_.min_free_bytes;
+  attachments_.enabled = settings_.attachments.mode == "download";
+  attachments_.types = settings_.attachments.types;
+  attachments_.max_bytes = settings_.attachments.max_bytes;
+  attachments_.parallel = static_cast<std::size_t>(settings_.parallel);
 }
 
 Outcome DownloadHandler::run(const Delivery& delivery) {
@@ -187,7 +192,6 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
                                        transfer_.policy.token_hosts(event.request), &budget};
   std::mutex mutex;
   std::vector<TransferResult> failures;
-  std::atomic<std::size_t> next{0};
 
   const auto fetch = [&](std::size_t i) {
     const FileTask& task = tasks[i];
@@ -236,30 +240,43 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
     std::lock_guard guard(mutex);
     failures.push_back(std::move(r));
   };
-  const auto worker = [&] {
-    for (std::size_t k = next++; k < todo.size(); k = next++)
-      fetch(todo[k]);
-  };
-  const std::size_t threads =
-      std::min<std::size_t>(static_cast<std::size_t>(settings_.parallel), todo.size());
-  if (threads <= 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < threads; ++t)
-      pool.emplace_back(worker);
-    for (auto& t : pool)
-      t.join();
+  download::for_each_parallel(todo, static_cast<std::size_t>(settings_.parallel), fetch);
+
+  // The attachments of the DocumentReference files verified so far (this attempt or before).
+  download::AttachmentOutcome attached;
+  if (attachments_.enabled) {
+    std::vector<FileRecord> verified_files;
+    for (const auto& r : records) {
+      if (r) verified_files.push_back(*r);
+    }
+    try {
+      attached = download::run_attachments(verified_files, event_dir, event.request, attachments_,
+                                           transfer_, context, export_log);
+    } catch (const std::exception& e) {
+      TransferResult r;
+      r.message = std::string("attachments: ") + e.what();
+      attached.failures.push_back(std::move(r));
+    }
   }
 
   const auto duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-  if (!failures.empty()) {
+  if (!failures.empty() || !attached.failures.empty()) {
     export_log.sync();
-    std::sort(
-        failures.begin(), failures.end(),
-        [](const TransferResult& a, const TransferResult& b) { return a.message < b.message; });
-    const std::string message = summary(failures, tasks.size());
+    const auto by_message = [](const TransferResult& a, const TransferResult& b) {
+      return a.message < b.message;
+    };
+    std::sort(failures.begin(), failures.end(), by_message);
+    std::sort(attached.failures.begin(), attached.failures.end(), by_message);
+    std::string message;
+    if (!failures.empty()) message = summary(failures, tasks.size());
+    if (!attached.failures.empty()) {
+      if (!message.empty()) message += "; ";
+      message += summary(attached.failures, std::max(attached.tasks, attached.failures.size()),
+                         "attachment");
+      for (auto& r : attached.failures)
+        failures.push_back(std::move(r));
+    }
     const bool transient = std::any_of(
         failures.begin(), failures.end(),
         [](const TransferResult& r) { return r.failure == download::Failure::kTransient; });
@@ -275,9 +292,11 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
   std::vector<FileRecord> all;
   for (auto& r : records)
     all.push_back(std::move(*r));
-  posix::write_file_atomically(event_dir, download::kManifestFile,
-                               download::manifest_json(event, delivery.event_key, all));
-  export_log.write("export_complete", download::export_complete_detail(all, duration_ms));
+  posix::write_file_atomically(
+      event_dir, download::kManifestFile,
+      download::manifest_json(event, delivery.event_key, all, attached.entries));
+  export_log.write("export_complete",
+                   download::export_complete_detail(all, duration_ms, attached.stored));
   export_log.sync();
   // The manifest now lists every verified file.
   if (::unlink((event_dir / download::kVerifiedFile).c_str()) == 0) posix::sync_dir(event_dir);
@@ -287,16 +306,19 @@ Outcome DownloadHandler::run(const Delivery& delivery) {
     bytes += r.bytes;
     lines += r.lines;
   }
-  log().info("download_complete", log()
-                                      .fields()
-                                      .add("log_id", log_id)
-                                      .add("handler", name())
-                                      .add("files", static_cast<std::uint64_t>(all.size()))
-                                      .add("fetched", static_cast<std::uint64_t>(todo.size()))
-                                      .add("bytes", bytes)
-                                      .add("lines", lines)
-                                      .add("duration_ms", static_cast<std::int64_t>(duration_ms))
-                                      .add("dir", event_dir.string()));
+  log().info("download_complete",
+             log()
+                 .fields()
+                 .add("log_id", log_id)
+                 .add("handler", name())
+                 .add("files", static_cast<std::uint64_t>(all.size()))
+                 .add("fetched", static_cast<std::uint64_t>(todo.size()))
+                 .add("bytes", bytes)
+                 .add("lines", lines)
+                 .add("attachments", static_cast<std::uint64_t>(attached.stored))
+                 .add("attachments_fetched", static_cast<std::uint64_t>(attached.fetched))
+                 .add("duration_ms", static_cast<std::int64_t>(duration_ms))
+                 .add("dir", event_dir.string()));
   return Outcome::done();
 }
 

@@ -94,6 +94,30 @@ std::optional<FileRecord> record_from(const rapidjson::Value& v, std::optional<s
       *sha256, duration->value.GetInt64()};
 }
 
+template <class Writer>
+void put_attachment_fields(Writer& w, const AttachmentRecord& r) {
+  put(w, "url", r.url);
+  put(w, "file", r.file);
+  put(w, "contentType", r.content_type);
+  put(w, "bytes", r.bytes);
+  put(w, "sha256", r.sha256);
+  put(w, "sha1", r.sha1);
+  put(w, "urlSha256", r.url_sha256);
+}
+
+std::optional<AttachmentRecord> attachment_from(const rapidjson::Value& v) {
+  if (!v.IsObject()) return std::nullopt;
+  const auto url = string_member(v, "url");
+  const auto file = string_member(v, "file");
+  const auto type = string_member(v, "contentType");
+  const auto bytes = uint_member(v, "bytes");
+  const auto sha256 = string_member(v, "sha256");
+  const auto sha1 = string_member(v, "sha1");
+  const auto url_sha256 = string_member(v, "urlSha256");
+  if (!url || !file || !type || !bytes || !sha256 || !sha1 || !url_sha256) return std::nullopt;
+  return AttachmentRecord{*url, *url_sha256, *file, *type, *bytes, *sha256, *sha1};
+}
+
 std::string read_whole(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   std::ostringstream out;
@@ -165,16 +189,72 @@ std::vector<FileRecord> read_verified(const std::filesystem::path& event_dir) {
   return records;
 }
 
-void append_verified(const std::filesystem::path& event_dir, const FileRecord& record) {
+namespace {
+
+void append_line(const std::filesystem::path& event_dir, const std::string& line) {
   const std::filesystem::path file = event_dir / kVerifiedFile;
   posix::Fd fd(::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) posix::throw_errno("open " + file.string());
-  posix::write_all(fd.get(), verified_line(record) + "\n", "write " + file.string());
+  posix::write_all(fd.get(), line + "\n", "write " + file.string());
   posix::sync(fd.get(), file.string());
 }
 
+}  // namespace
+
+void append_verified(const std::filesystem::path& event_dir, const FileRecord& record) {
+  append_line(event_dir, verified_line(record));
+}
+
+std::string verified_attachment_line(const AttachmentRecord& record) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  w.Key("attachment");
+  w.StartObject();
+  put_attachment_fields(w, record);
+  w.EndObject();
+  w.EndObject();
+  return text_of(buffer);
+}
+
+void append_verified_attachment(const std::filesystem::path& event_dir,
+                                const AttachmentRecord& record) {
+  append_line(event_dir, verified_attachment_line(record));
+}
+
+std::vector<AttachmentRecord> read_verified_attachments(const std::filesystem::path& event_dir) {
+  std::vector<AttachmentRecord> records;
+  std::error_code ec;
+  if (std::filesystem::exists(event_dir / kManifestFile, ec)) {
+    rapidjson::Document doc;
+    const std::string text = read_whole(event_dir / kManifestFile);
+    doc.Parse(text.data(), text.size());
+    if (!doc.HasParseError() && doc.IsObject()) {
+      const auto it = doc.FindMember("attachments");
+      if (it != doc.MemberEnd() && it->value.IsArray()) {
+        for (const auto& v : it->value.GetArray()) {
+          if (auto r = attachment_from(v)) records.push_back(std::move(*r));
+        }
+      }
+    }
+  }
+  std::ifstream in(event_dir / kVerifiedFile, std::ios::binary);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no "\n": a line torn by a crash
+    rapidjson::Document doc;
+    doc.Parse(line.data(), line.size());
+    if (doc.HasParseError() || !doc.IsObject()) continue;
+    const auto it = doc.FindMember("attachment");
+    if (it == doc.MemberEnd()) continue;
+    if (auto r = attachment_from(it->value)) records.push_back(std::move(*r));
+  }
+  return records;
+}
+
 std::string manifest_json(const core::Event& event, std::string_view event_key,
-                          const std::vector<FileRecord>& records) {
+                          const std::vector<FileRecord>& records,
+                          const std::vector<AttachmentEntry>& attachments) {
   rapidjson::StringBuffer buffer;
   rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
   w.SetIndent(' ', 2);
@@ -201,6 +281,15 @@ std::string manifest_json(const core::Event& event, std::string_view event_key,
     }
     w.EndArray();
   }
+  w.Key("attachments");
+  w.StartArray();
+  for (const auto& a : attachments) {
+    w.StartObject();
+    put(w, "resourceId", a.resource);
+    put_attachment_fields(w, a.record);
+    w.EndObject();
+  }
+  w.EndArray();
   w.EndObject();
   return text_of(buffer) + "\n";
 }
@@ -252,6 +341,34 @@ std::string complete_detail(const FileRecord& record) {
 
 std::string error_detail(const FileTask& task, std::optional<long> code, std::string_view message,
                          std::string_view body, std::string_view retry_after) {
+  return attachment_error_detail(task.shown_url(), code, message, body, retry_after);
+}
+
+std::string attachment_request_detail(std::string_view shown_url) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  put(w, "fileUrl", shown_url);
+  put(w, "itemType", "attachment");
+  put(w, "resourceType", "DocumentReference");
+  w.EndObject();
+  return text_of(buffer);
+}
+
+std::string attachment_complete_detail(const AttachmentRecord& record, std::uint64_t uses) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  put(w, "fileUrl", record.url);
+  put(w, "fileSize", record.bytes);
+  put(w, "resourceCount", uses);
+  w.EndObject();
+  return text_of(buffer);
+}
+
+std::string attachment_error_detail(std::string_view shown_url, std::optional<long> code,
+                                    std::string_view message, std::string_view body,
+                                    std::string_view retry_after) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
   w.StartObject();
@@ -267,7 +384,7 @@ std::string error_detail(const FileTask& task, std::optional<long> code, std::st
   } else {
     w.Null();
   }
-  put(w, "fileUrl", task.shown_url());
+  put(w, "fileUrl", shown_url);
   put(w, "message", message);
   w.Key("responseHeaders");
   w.StartObject();
@@ -277,8 +394,8 @@ std::string error_detail(const FileTask& task, std::optional<long> code, std::st
   return text_of(buffer);
 }
 
-std::string export_complete_detail(const std::vector<FileRecord>& records,
-                                   std::int64_t duration_ms) {
+std::string export_complete_detail(const std::vector<FileRecord>& records, std::int64_t duration_ms,
+                                   std::uint64_t attachments) {
   std::uint64_t resources = 0;
   std::uint64_t bytes = 0;
   for (const auto& r : records) {
@@ -291,7 +408,7 @@ std::string export_complete_detail(const std::vector<FileRecord>& records,
   put(w, "files", static_cast<std::uint64_t>(records.size()));
   put(w, "resources", resources);
   put(w, "bytes", bytes);
-  put(w, "attachments", std::uint64_t{0});
+  put(w, "attachments", attachments);
   w.Key("duration");
   w.Int64(duration_ms);
   w.EndObject();

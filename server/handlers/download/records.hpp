@@ -37,6 +37,23 @@ struct FileRecord {
   [[nodiscard]] bool is_of(const FileTask& task) const;
 };
 
+/// An attachment fetched, verified and stored under its content-addressed name.
+struct AttachmentRecord {
+  std::string url;         ///< without its query
+  std::string url_sha256;  ///< of the whole URL: what a later attempt matches it by
+  std::string file;        ///< "attachments/<sha256><extension>"
+  std::string content_type;
+  std::uint64_t bytes = 0;
+  std::string sha256;  ///< hex
+  std::string sha1;    ///< base64 (FHIR's attachment.hash)
+};
+
+/// One manifest.json `attachments` entry: a resource that points at a stored attachment.
+struct AttachmentEntry {
+  std::string resource;  ///< "DocumentReference/<id>"
+  AttachmentRecord record;
+};
+
 inline constexpr std::string_view kManifestFile = "manifest.json";
 inline constexpr std::string_view kLogFile = "log.ndjson";
 inline constexpr std::string_view kVerifiedFile = ".verified.ndjson";
@@ -47,6 +64,14 @@ std::string verified_line(const FileRecord& record);
 /// Records from the folder's manifest.json and .verified.ndjson (a torn last line, left by a
 /// crash, is ignored). Missing files: none.
 std::vector<FileRecord> read_verified(const std::filesystem::path& event_dir);
+
+/// One .verified.ndjson line of an attachment (without "\n"): {"attachment": {...}}.
+std::string verified_attachment_line(const AttachmentRecord& record);
+/// Attachment records from the folder's manifest.json and .verified.ndjson.
+std::vector<AttachmentRecord> read_verified_attachments(const std::filesystem::path& event_dir);
+/// Appends an attachment record to .verified.ndjson and fsyncs it; throws on I/O errors.
+void append_verified_attachment(const std::filesystem::path& event_dir,
+                                const AttachmentRecord& record);
 
 /// Verified records looked up by the task they belong to: a retry of an event with n files makes
 /// n lookups, not n × n comparisons.
@@ -67,9 +92,11 @@ class VerifiedRecords {
 void append_verified(const std::filesystem::path& event_dir, const FileRecord& record);
 
 /// manifest.json's text: the event's transactionTime, request, requiresAccessToken, Log ID and
-/// key, then output/error/deleted arrays of records (each in the order of its manifest array).
+/// key, then output/error/deleted arrays of records (each in the order of its manifest array),
+/// then `attachments` (resourceId, url, file, contentType, bytes, sha256, sha1, urlSha256).
 std::string manifest_json(const core::Event& event, std::string_view event_key,
-                          const std::vector<FileRecord>& records);
+                          const std::vector<FileRecord>& records,
+                          const std::vector<AttachmentEntry>& attachments = {});
 
 /// "YYYY-MM-DDTHH:mm:ss+00:00": winston's `isoDateTime` timestamp (bulk-data-client), in UTC.
 std::string iso_date_time(std::chrono::system_clock::time_point when);
@@ -85,9 +112,17 @@ std::string complete_detail(const FileRecord& record);
 /// eventDetail of download_error: {"body", "code", "fileUrl", "message", "responseHeaders"}.
 std::string error_detail(const FileTask& task, std::optional<long> code, std::string_view message,
                          std::string_view body, std::string_view retry_after);
+/// The same three for an attachment: itemType "attachment", resourceType "DocumentReference";
+/// download_complete's fileSize is its bytes and resourceCount the resources pointing at it.
+std::string attachment_request_detail(std::string_view shown_url);
+std::string attachment_complete_detail(const AttachmentRecord& record, std::uint64_t uses);
+std::string attachment_error_detail(std::string_view shown_url, std::optional<long> code,
+                                    std::string_view message, std::string_view body,
+                                    std::string_view retry_after);
 /// eventDetail of export_complete: {"files", "resources", "bytes", "attachments", "duration"}.
-std::string export_complete_detail(const std::vector<FileRecord>& records,
-                                   std::int64_t duration_ms);
+/// `attachments`: the attachments stored (distinct files).
+std::string export_complete_detail(const std::vector<FileRecord>& records, std::int64_t duration_ms,
+                                   std::uint64_t attachments = 0);
 
 /// log.ndjson of one event, appended to by the delivery's transfer threads.
 class ExportLog {
