@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "server/handlers/download/part_file.hpp"
 #include "server/handlers/download/plan.hpp"
 #include "server/handlers/download/stream.hpp"
 #include "server/handlers/download/transfer.hpp"
@@ -62,6 +63,8 @@ class Receiver {
   [[nodiscard]] std::string error() const;
   /// The file is stored: it counts against the event's budget as its stored bytes from now on.
   void settle(std::uint64_t stored);
+  /// The part file `fd` holds the bytes fed so far: starts their write-back (WriteBack).
+  void written(int fd) { write_back_.wrote(fd, raw_bytes_); }
   [[nodiscard]] std::uint64_t raw_bytes() const { return raw_bytes_; }
   [[nodiscard]] std::string raw_sha256() const { return raw_sha_.hex(); }
   [[nodiscard]] int gzip_layers() const { return decoder_.gzip_layers(); }
@@ -80,6 +83,7 @@ class Receiver {
   BodyDecoder decoder_;
   Sha256 raw_sha_;
   std::uint64_t raw_bytes_ = 0;
+  WriteBack write_back_;
 };
 
 }  // namespace fbr::server::download

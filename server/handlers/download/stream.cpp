@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/text.hpp"
+#include "server/handlers/download/ndjson_check.hpp"
 
 namespace fbr::server::download {
 namespace {
@@ -270,6 +271,7 @@ std::string shown(std::string_view text) {
 }  // namespace
 
 struct NdjsonVerifier::Parser {
+  FastLineCheck fast;
   rapidjson::Reader reader;
   TopLevel handler;
 };
@@ -302,10 +304,10 @@ bool NdjsonVerifier::feed(std::string_view bytes) {
     ++line_;
     bool ok = false;
     if (pending_.empty()) {
-      ok = check_line(bytes.substr(0, newline));  // the common case: no copy
+      ok = check_line(bytes.substr(0, newline), bytes.size());  // the common case: no copy
     } else {
       pending_.append(bytes.substr(0, newline));
-      ok = check_line(pending_);
+      ok = check_line(pending_, pending_.size());
       pending_.clear();
       if (pending_.capacity() > (1u << 20)) pending_.shrink_to_fit();  // after a huge line
     }
@@ -319,7 +321,7 @@ bool NdjsonVerifier::finish() {
   if (!error_.empty()) return false;
   if (!pending_.empty()) {
     ++line_;
-    const bool ok = check_line(pending_);
+    const bool ok = check_line(pending_, pending_.size());
     pending_.clear();
     if (!ok) return false;
   }
@@ -331,10 +333,17 @@ bool NdjsonVerifier::finish() {
   return true;
 }
 
-bool NdjsonVerifier::check_line(std::string_view line) {
+bool NdjsonVerifier::check_line(std::string_view line, std::size_t readable) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t'; })) {
     return true;  // a blank line holds no resource
+  }
+  // The fast path answers for a good line; the exact parser below decides every other one and
+  // words its error.
+  if (const auto type = parser_->fast.resource_type(line, readable);
+      type && *type == expected_type_) {
+    ++resources_;
+    return true;
   }
   const std::string where = "line " + std::to_string(line_) + ": ";
   TopLevel& handler = parser_->handler;
