@@ -1,10 +1,10 @@
 #pragma once
 // The download handler's streaming pieces, each fed a chunk at a time so that a file of any size
 // passes through a few buffers, never through memory whole: SHA-256 (OpenSSL EVP), gzip decoding
-// and encoding (zlib), NDJSON verification (simdjson for a good line, RapidJSON SAX for the exact
-// verdict and message on any other; one line at a time), and BodyDecoder,
-// which turns a response body as received into NDJSON whether it came plain, with
-// `Content-Encoding: gzip`, or as a .ndjson.gz file served as-is (gzip magic bytes).
+// (ISA-L igzip) and encoding (zlib), NDJSON verification (one line at a time: simdjson passes a
+// good line, RapidJSON SAX decides and words any other), and BodyDecoder, which turns a response
+// body as received into NDJSON whether it came plain, with `Content-Encoding: gzip`, or as a
+// .ndjson.gz file served as-is (gzip magic bytes).
 #include <cstdint>
 #include <functional>
 #include <memory>
