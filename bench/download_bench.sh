@@ -168,8 +168,9 @@ event() {
 # download LOG_ID TYPE:URL...: posts the event; prints the ms from the POST until its
 # manifest.json is on disk (the handler writes it last), then waits for the delivery to be done
 download() {
-  local id=$1 start state i ms
+  local id=$1 start state i ms cpu
   event "$@" >"$WORK/$id.json"
+  cpu=$(cpu_ms "$RECEIVER_PID")
   start=$(now_ms)
   "$BIN" send --url "http://127.0.0.1:$PORT/webhook" --token "$TOKEN" "$WORK/$id.json" >/dev/null ||
     die "the receiver refused the event"
@@ -193,10 +194,19 @@ download() {
     sleep 0.01
   done
   [ "$state" = "done" ] || die "delivery $id has a manifest but is not done"
+  echo "$(($(cpu_ms "$RECEIVER_PID") - cpu))" >"$WORK/$id.cpu"
   echo "$ms"
 }
 
 kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+# cpu_ms PID: user + system CPU time of a process so far (less noisy than wall time on a shared machine)
+cpu_ms() {
+  local stat
+  stat=$(<"/proc/$1/stat")
+  stat=${stat##*) }
+  read -r -a f <<<"$stat"
+  echo $(((f[11] + f[12]) * 1000 / $(getconf CLK_TCK)))
+}
 
 # verify_synthea DIR SUFFIX: every fixture file is in DIR (named NAME$SUFFIX), byte-identical
 verify_synthea() {
@@ -297,6 +307,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
   verify_big "$WORK/curl-bg/Big.ndjson" "curl (gzip)"
   rm -rf "$WORK/curl-bg"
 done
+for k in sp se bp bg; do
+  for ((r = 1; r <= ROUNDS; r++)); do add "cpu_$k" "$(<"$WORK/$k-$r.cpu")"; done
+done
 PEAK_KIB=$(kib "$RECEIVER_PID" VmHWM)
 BUSY_AFTER=$(cpu_busy)
 
@@ -310,9 +323,9 @@ for k in "${!T[@]}"; do M[$k]=$(median "${T[$k]}"); done
 PEAK_MIB=$(awk -v k="$PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')
 MEM=MISS
 ((PEAK_KIB <= LIMIT_MIB * 1024)) && MEM=PASS
-row() { # row LABEL BYTES SVC CURL DD
-  printf '| %s | %s ms (%s MB/s) | %s ms (%s MB/s) | %s ms (%s MB/s) | %s× | %s× |\n' "$1" \
-    "$3" "$(mbps "$2" "$3")" "$4" "$(mbps "$2" "$4")" "$5" "$(mbps "$2" "$5")" \
+row() { # row LABEL BYTES SVC CURL DD CPU
+  printf '| %s | %s ms (%s MB/s) | %s ms | %s ms (%s MB/s) | %s ms (%s MB/s) | %s× | %s× |\n' "$1" \
+    "$3" "$(mbps "$2" "$3")" "$6" "$4" "$(mbps "$2" "$4")" "$5" "$(mbps "$2" "$5")" \
     "$(ratio "$3" "$4")" "$(ratio "$3" "$5")"
 }
 target() { # target SVC PEER FACTOR
@@ -328,15 +341,17 @@ Loopback nginx serving from the page cache; $ROUNDS rounds alternating service, 
 Service: from the POST of the event to its manifest.json on disk (fetch, verification of every
 line, sha256, fsync). curl: fetch to a file (\`--compressed\` when gzip), then \`sha256sum\`,
 then \`sync -f\`. dd: \`dd bs=1M conv=fdatasync\` of the same NDJSON bytes (the disk's floor).
+"Its CPU": the receiver's user + system CPU time for the download (/proc/PID/stat; nginx's and
+the disk's work are not in it), the figure least moved by other work on the machine.
 Every stored file was checked against the source (sha256 or cmp).
 
-| data set | service | curl + sha256sum + sync | dd conv=fdatasync | service / curl | service / dd |
-|---|---|---|---|---|---|
+| data set | service | its CPU | curl + sha256sum + sync | dd conv=fdatasync | service / curl | service / dd |
+|---|---|---|---|---|---|---|
 EOF
-  row "synthea, 17 files, $SYNTHEA_BYTES bytes" "$SYNTHEA_BYTES" "${M[svc_sp]}" "${M[curl_sp]}" "${M[dd_s]}"
-  row "synthea, Content-Encoding: gzip" "$SYNTHEA_BYTES" "${M[svc_se]}" "${M[curl_se]}" "${M[dd_s]}"
-  row "one file, $BIG_BYTES bytes, $LINES lines" "$BIG_BYTES" "${M[svc_bp]}" "${M[curl_bp]}" "${M[dd_b]}"
-  row "the same, gzip on the wire ($BIG_GZ_BYTES bytes)" "$BIG_BYTES" "${M[svc_bg]}" "${M[curl_bg]}" "${M[dd_b]}"
+  row "synthea, 17 files, $SYNTHEA_BYTES bytes" "$SYNTHEA_BYTES" "${M[svc_sp]}" "${M[curl_sp]}" "${M[dd_s]}" "${M[cpu_sp]}"
+  row "synthea, Content-Encoding: gzip" "$SYNTHEA_BYTES" "${M[svc_se]}" "${M[curl_se]}" "${M[dd_s]}" "${M[cpu_se]}"
+  row "one file, $BIG_BYTES bytes, $LINES lines" "$BIG_BYTES" "${M[svc_bp]}" "${M[curl_bp]}" "${M[dd_b]}" "${M[cpu_bp]}"
+  row "the same, gzip on the wire ($BIG_GZ_BYTES bytes)" "$BIG_BYTES" "${M[svc_bg]}" "${M[curl_bg]}" "${M[dd_b]}" "${M[cpu_bg]}"
   cat <<EOF
 
 All rounds (ms) on the large file: service plain${T[svc_bp]}, gzip${T[svc_bg]};
