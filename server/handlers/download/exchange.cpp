@@ -211,6 +211,7 @@ bool Exchange::body(std::string_view data) {
     verify_error = receiver->error();
     return false;
   }
+  receiver->written(part_fd);
   if (report != nullptr) report->received(receiver->raw_bytes(), receiver->verifier().resources());
   return true;
 }

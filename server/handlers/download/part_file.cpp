@@ -74,6 +74,15 @@ void write_part_info(const std::filesystem::path& file, const PartInfo& info) {
   posix::write_all(fd.get(), part_info_json(info), "write " + file.string());
 }
 
+void WriteBack::wrote(int fd, std::uint64_t end) {
+  if (end < started_) started_ = 0;  // truncated: a new start
+  if (end - started_ < kWriteBackStep) return;
+  // Best effort: where it is not supported, the final fsync does all of it as before.
+  (void)::sync_file_range(fd, static_cast<off_t>(started_), static_cast<off_t>(end - started_),
+                          SYNC_FILE_RANGE_WRITE);
+  started_ = end;
+}
+
 Stored transcode(int part_fd, std::uint64_t size, const std::string& part_name,
                  bool content_encoding_gzip, bool gzip, const std::filesystem::path& out_path,
                  DiskReserve& reserve) {
@@ -81,12 +90,14 @@ Stored transcode(int part_fd, std::uint64_t size, const std::string& part_name,
   if (!out.valid()) posix::throw_errno("create " + out_path.string());
   Stored stored;
   Sha256 sha;
+  WriteBack write_back;
   const std::string what = "write " + out_path.string();
   const Sink write_out = [&](std::string_view d) {
     if (!reserve.take(d.size())) throw std::runtime_error(reserve.message());
     posix::write_all(out.get(), d, what);
     sha.update(d);
     stored.bytes += d.size();
+    write_back.wrote(out.get(), stored.bytes);
     return true;
   };
   GzipEncoder encoder;

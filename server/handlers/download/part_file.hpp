@@ -65,6 +65,19 @@ bool read_chunks(int fd, std::uint64_t size, const std::string& what, Each&& eac
   return true;
 }
 
+/// Starts the kernel's write-back of a file while it is being written: every kWriteBackStep
+/// bytes, sync_file_range(SYNC_FILE_RANGE_WRITE) of what was written since (asynchronous: it
+/// does not wait for the disk), so that the fsync at the end finds little left to write.
+class WriteBack {
+ public:
+  static constexpr std::uint64_t kWriteBackStep = 8 << 20;
+  /// `fd` now holds `end` bytes.
+  void wrote(int fd, std::uint64_t end);
+
+ private:
+  std::uint64_t started_ = 0;  // written back up to here
+};
+
 /// What a stored file holds.
 struct Stored {
   std::uint64_t bytes = 0;

@@ -1,9 +1,11 @@
 #include "server/handlers/download/receiver.hpp"
 
+#include <fcntl.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 
 #include "server/support/posix.hpp"
 
@@ -27,6 +29,10 @@ std::string bytes_text(std::uint64_t bytes) {
 
 std::string too_large(std::uint64_t limit) {
   return "larger than max_file_bytes (" + std::to_string(limit) + " bytes): the file was removed";
+}
+
+std::filesystem::path stored_temp_path(const std::filesystem::path& final_path) {
+  return final_path.parent_path() / ("." + final_path.filename().string() + ".tmp");
 }
 
 bool EventBudget::take(std::uint64_t bytes) {
@@ -103,7 +109,33 @@ bool Receiver::decoded(std::string_view d) {
                    std::to_string(limits_.max_ratio) + "): the file was removed";
     return false;
   }
-  return charge() && verifier_.feed(d);
+  if (!charge()) return false;
+  if (!limits_.decoded_path.empty() && !limits_.store_gzip && decoder_.gzip_layers() > 0) {
+    write_decoded(d);
+  }
+  return verifier_.feed(d);
+}
+
+void Receiver::write_decoded(std::string_view d) {
+  const std::string& path = limits_.decoded_path.native();
+  if (!decoded_fd_.valid()) {
+    decoded_fd_ = posix::Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!decoded_fd_.valid()) posix::throw_errno("create " + path);
+    wrote_decoded_ = true;
+  }
+  // The volume's reserve: thrown, so that the transfer stops as a local (transient) failure.
+  if (limits_.reserve != nullptr && !limits_.reserve->take(d.size())) {
+    throw std::runtime_error(limits_.reserve->message());
+  }
+  posix::write_all(decoded_fd_.get(), d, "write " + path);
+  decoded_sha_.update(d);
+  decoded_write_back_.wrote(decoded_fd_.get(), ndjson_bytes_);
+}
+
+Stored Receiver::stored_decoded() {
+  posix::sync(decoded_fd_.get(), limits_.decoded_path.string());
+  decoded_fd_ = posix::Fd();
+  return Stored{ndjson_bytes_, decoded_sha_.hex()};
 }
 
 bool Receiver::charge() {

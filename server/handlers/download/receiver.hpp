@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "server/handlers/download/part_file.hpp"
 #include "server/handlers/download/plan.hpp"
 #include "server/handlers/download/stream.hpp"
 #include "server/handlers/download/transfer.hpp"
@@ -39,13 +40,21 @@ class DiskReserve {
   std::uint64_t reserve_ = 0;
 };
 
-/// The limits a file's bytes are held to as they arrive.
+/// The limits a file's bytes are held to as they arrive, and where its decoded form goes.
 struct Limits {
   std::uint64_t max_file_bytes;
   std::uint32_t max_ratio;
   bool store_gzip;
   EventBudget* budget;
+  /// When set (and store_gzip is not), a body with a gzip layer is decoded into this file as it
+  /// arrives (the stored NDJSON, hashed on the way), so that storing it is a rename, not a
+  /// second pass over the part file (stored_temp_path()).
+  std::filesystem::path decoded_path = {};
+  DiskReserve* reserve = nullptr;  ///< what the decoded file takes of the volume, when set
 };
+
+/// The temp name of a file's stored form while it is written: ".<name>.tmp".
+std::filesystem::path stored_temp_path(const std::filesystem::path& final_path);
 
 /// The received bytes of one file, decoded and verified as they come, and their SHA-256.
 class Receiver {
@@ -62,12 +71,20 @@ class Receiver {
   [[nodiscard]] std::string error() const;
   /// The file is stored: it counts against the event's budget as its stored bytes from now on.
   void settle(std::uint64_t stored);
+  /// The part file `fd` holds the bytes fed so far: starts their write-back (WriteBack).
+  void written(int fd) { write_back_.wrote(fd, raw_bytes_); }
   [[nodiscard]] std::uint64_t raw_bytes() const { return raw_bytes_; }
   [[nodiscard]] std::string raw_sha256() const { return raw_sha_.hex(); }
   [[nodiscard]] int gzip_layers() const { return decoder_.gzip_layers(); }
   [[nodiscard]] const NdjsonVerifier& verifier() const { return verifier_; }
+  /// Whether the body's decoded form went to Limits::decoded_path (then stored() is the file).
+  [[nodiscard]] bool wrote_decoded() const { return wrote_decoded_; }
+  /// After finish(), when wrote_decoded(): the decoded file fsync'd, its size and SHA-256.
+  Stored stored_decoded();
 
  private:
+  /// The decoded bytes to Limits::decoded_path (opened, truncated, on the first of them).
+  void write_decoded(std::string_view d);
   bool decoded(std::string_view d);
   /// Counts what the file holds on disk (or will, once stored) against the event's budget.
   bool charge();
@@ -80,6 +97,11 @@ class Receiver {
   BodyDecoder decoder_;
   Sha256 raw_sha_;
   std::uint64_t raw_bytes_ = 0;
+  WriteBack write_back_;
+  posix::Fd decoded_fd_;
+  bool wrote_decoded_ = false;
+  Sha256 decoded_sha_;
+  WriteBack decoded_write_back_;
 };
 
 }  // namespace fbr::server::download

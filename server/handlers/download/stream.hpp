@@ -1,9 +1,10 @@
 #pragma once
 // The download handler's streaming pieces, each fed a chunk at a time so that a file of any size
 // passes through a few buffers, never through memory whole: SHA-256 (OpenSSL EVP), gzip decoding
-// and encoding (zlib), NDJSON verification (RapidJSON SAX, one line at a time), and BodyDecoder,
-// which turns a response body as received into NDJSON whether it came plain, with
-// `Content-Encoding: gzip`, or as a .ndjson.gz file served as-is (gzip magic bytes).
+// (ISA-L igzip) and encoding (zlib), NDJSON verification (one line at a time: simdjson passes a
+// good line, RapidJSON SAX decides and words any other), and BodyDecoder, which turns a response
+// body as received into NDJSON whether it came plain, with `Content-Encoding: gzip`, or as a
+// .ndjson.gz file served as-is (gzip magic bytes).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -92,7 +93,8 @@ class NdjsonVerifier {
   [[nodiscard]] const std::string& error() const { return error_; }
 
  private:
-  bool check_line(std::string_view line);
+  /// `readable`: the bytes that may be read from line.data() on (the line and what follows it).
+  bool check_line(std::string_view line, std::size_t readable);
   std::string expected_type_;
   std::optional<std::int64_t> expected_count_;
   std::size_t max_line_bytes_;

@@ -62,11 +62,17 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
   const std::string part_name = part.string();
   const std::string shown = task.file + " (" + task.shown_url() + ")";
   const std::string url_sha256 = core::sha256_hex(task.url);
-  const Limits limits{settings.max_file_bytes, settings.max_decompression_ratio,
-                      settings.store_gzip, event.budget};
   DiskReserve reserve(event_dir, settings.min_free_bytes);
+  const std::filesystem::path temp = stored_temp_path(final_path);
+  const Limits limits{settings.max_file_bytes,
+                      settings.max_decompression_ratio,
+                      settings.store_gzip,
+                      event.budget,
+                      temp,
+                      &reserve};
   // Not verified (the caller skips verified files): nothing may stay under the final name.
   posix::unlink_if_present(final_path);
+  posix::unlink_if_present(temp);
 
   posix::Fd part_fd(::open(part.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!part_fd.valid()) posix::throw_errno("open " + part_name);
@@ -76,6 +82,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
 
   const auto drop_part = [&] {
     receiver.reset();
+    posix::unlink_if_present(temp);
     info.reset();
     if (::ftruncate(part_fd.get(), 0) != 0) posix::throw_errno("truncate " + part_name);
     posix::unlink_if_present(info_path);
@@ -89,25 +96,35 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     if (posix::size_of(part_fd.get(), part_name) == 0) {
       posix::unlink_if_present(part);
       posix::unlink_if_present(info_path);
+      posix::unlink_if_present(temp);
     }
     return result;
   };
 
   // The received file is complete and verified: make it durable under its final name.
   const auto store = [&]() -> TransferResult {
-    posix::sync(part_fd.get(), part_name);
+    // (A part file that was decoded as it came is removed, not stored: no fsync for it.)
+    if (!receiver->wrote_decoded()) posix::sync(part_fd.get(), part_name);
     const std::uint64_t raw_size = receiver->raw_bytes();
     const int layers = receiver->gzip_layers();
     FileRecord record{task.list, task.index, task.type, task.shown_url(), task.file, 0, 0,
                       0,         {},         0};
-    if ((layers == 0 && !settings.store_gzip) || (layers == 1 && settings.store_gzip)) {
+    if (receiver->wrote_decoded()) {
+      // Decoded as it arrived (Limits::decoded_path): stored by a rename.
+      const Stored stored = receiver->stored_decoded();
+      record.bytes = stored.bytes;
+      record.sha256 = stored.sha256;
+      if (::rename(temp.c_str(), final_path.c_str()) != 0) {
+        posix::throw_errno("rename to " + final_path.string());
+      }
+      posix::unlink_if_present(part);
+    } else if ((layers == 0 && !settings.store_gzip) || (layers == 1 && settings.store_gzip)) {
       record.bytes = raw_size;
       record.sha256 = receiver->raw_sha256();
       if (::rename(part.c_str(), final_path.c_str()) != 0) {
         posix::throw_errno("rename to " + final_path.string());
       }
     } else {
-      const std::filesystem::path temp = dir / ("." + final_path.filename().string() + ".tmp");
       try {
         const Stored stored =
             transcode(part_fd.get(), raw_size, part_name, info->content_encoding_gzip,

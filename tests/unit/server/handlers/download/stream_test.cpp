@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/text.hpp"
+#include "server/handlers/download/ndjson_check.hpp"
 
 namespace fbr::server::download {
 namespace {
@@ -216,4 +217,91 @@ TEST_CASE("download: the body decoder undoes Content-Encoding and gzip magic byt
 }
 
 }  // namespace
+TEST_CASE("download: the fast line check gives the type of a good line with or without padding") {
+  FastLineCheck fast;
+  const std::string line = "{\"id\":\"a\",\"resourceType\":\"Patient\",\"n\":[1,2.5,true,null]}";
+  const std::string roomy = line + std::string(FastLineCheck::padding(), 'x');
+  // Room after the line: parsed in place; none: copied first. Both give the type.
+  CHECK(fast.resource_type(line, roomy.size()) == std::optional<std::string_view>("Patient"));
+  CHECK(fast.resource_type(roomy.substr(0, line.size()), roomy.size()) ==
+        std::optional<std::string_view>("Patient"));
+  CHECK(fast.resource_type(line, line.size()) == std::optional<std::string_view>("Patient"));
+  // The last resourceType key wins, as the exact parser sees it; an escaped one is unescaped.
+  CHECK(fast.resource_type("{\"resourceType\":\"Device\",\"resourceType\":\"Patient\"}", 0) ==
+        std::optional<std::string_view>("Patient"));
+  CHECK(fast.resource_type("{\"resource\\u0054ype\":\"Pat\\u0069ent\"}", 0) ==
+        std::optional<std::string_view>("Patient"));
+}
+
+TEST_CASE("download: the fast line check leaves every doubtful line to the exact parser") {
+  FastLineCheck fast;
+  for (const std::string& bad : {
+           std::string("{\"resourceType\":\"Patient\""),      // cut short
+           std::string("{\"resourceType\":\"Patient\"} {}"),  // two values
+           std::string("[{\"resourceType\":\"Patient\"}]"),   // not an object
+           std::string("{\"resourceType\":7}"),               // not a string
+           std::string("{\"resourceType\":\"Patient\",\"resourceType\":1}"),
+           std::string("{\"id\":\"a\"}"),                                  // no resourceType
+           std::string("{\"resourceType\":\"Pat\xff\"}"),                  // not UTF-8
+           std::string("{\"resourceType\":\"Patient\",\"x\":\"a\x01\"}"),  // a raw control char
+           std::string("{\"resourceType\":\"Patient\",\"x\":tru}"),
+           std::string("\xEF\xBB\xBF{\"resourceType\":\"Patient\"}"),  // a BOM (RapidJSON: fine)
+           std::string("{\"resourceType\":\"Patient\",\"x\":\"\\uDC00\"}"),
+           std::string("{\"resourceType\":\"Patient\",\"x\":123456789012345678901234567890}"),
+       }) {
+    CAPTURE(bad);
+    CHECK_FALSE(fast.resource_type(bad, 0).has_value());
+  }
+  // Longer than kFastLineBytes: not even looked at.
+  const std::string huge =
+      "{\"resourceType\":\"Patient\",\"x\":\"" + std::string(kFastLineBytes, 'a') + "\"}";
+  CHECK_FALSE(fast.resource_type(huge, huge.size()).has_value());
+}
+
+TEST_CASE("download: lines the fast check passes on get the exact parser's verdict") {
+  // RapidJSON accepts these (simdjson does not): the verifier must too.
+  CHECK(verify("\xEF\xBB\xBF{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Patient\"}\n",
+               "Patient", 2) == "");
+  CHECK(verify("{\"resourceType\":\"Patient\",\"x\":123456789012345678901234567890}\n") == "");
+  CHECK(verify("{\"resourceType\":\"Patient\",\"x\":\"\\uDC00\"}\n") ==
+        "");  // a lone low surrogate
+  const std::string huge =
+      "{\"resourceType\":\"Patient\",\"x\":\"" + std::string(kFastLineBytes, 'a') + "\"}\n";
+  CHECK(verify(huge + huge, "Patient", 2) == "");
+  CHECK(verify(huge + "{\"resourceType\":\"Device\"}\n") ==
+        "line 2: resourceType is \"Device\", expected \"Patient\"");
+  // Many lines in one chunk, the last ones close to its end (copied to a padded buffer).
+  std::string many;
+  for (int i = 0; i < 1000; ++i) {
+    many += "{\"resourceType\":\"Patient\",\"id\":\"" + std::to_string(i) + "\"}\n";
+  }
+  CHECK(verify(many, "Patient", 1000) == "");
+  CHECK(verify(many, "Patient", 1000, 4096) == "");
+  CHECK(verify(many + "{\"resourceType\":\"Patient\",\"id\":\"x\",}\n").starts_with("line 1001: "));
+  CHECK(verify(many + "{\"resourceType\":\"Observation\"}") ==
+        "line 1001: resourceType is \"Observation\", expected \"Patient\"");
+}
+
+TEST_CASE("download: gzip decoding names a bad checksum and bytes after a member") {
+  const std::string text = "{\"resourceType\":\"Patient\"}\n";
+  std::string packed = gzip(text);
+  CHECK(gunzip(packed + packed, 7) == text + text);
+  // The CRC-32 in the trailer does not match.
+  std::string bad_crc = packed;
+  bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 0x55);
+  CHECK(gunzip(bad_crc, 64).starts_with("ERROR: not valid gzip: incorrect data check"));
+  // Bytes that are not another member follow the first: a wrong header, or too few bytes for one.
+  CHECK(gunzip(packed + "these are not gzip bytes", 64)
+            .starts_with("ERROR: not valid gzip: incorrect header check"));
+  CHECK(gunzip(packed + "short", 64).starts_with("ERROR: the gzip data ends early"));
+  // Cut inside the trailer.
+  CHECK(gunzip(packed.substr(0, packed.size() - 2), 3)
+            .starts_with("ERROR: the gzip data ends early"));
+  // A large stream, many output buffers: every byte comes back.
+  std::string big;
+  while (big.size() < (4u << 20))
+    big += "{\"resourceType\":\"Patient\",\"id\":\"" + std::to_string(big.size()) + "\"}\n";
+  CHECK(gunzip(gzip(big), 100000) == big);
+}
+
 }  // namespace fbr::server::download

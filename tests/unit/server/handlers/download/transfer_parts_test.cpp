@@ -155,4 +155,97 @@ TEST_CASE("download exchange: Content-Range gives the start and the total") {
   CHECK_FALSE(content_range_start("bytes 0-9", total).has_value());
 }
 
+TEST_CASE("download receiver: a gzip body is decoded into the stored file as it arrives") {
+  test::TempDir tmp;
+  FileTask task{};
+  task.expected_type = "Patient";
+  std::string ndjson;
+  for (int i = 0; i < 2000; ++i) {
+    ndjson += "{\"resourceType\":\"Patient\",\"id\":\"p" + std::to_string(i) + "\"}\n";
+  }
+  GzipEncoder encoder;
+  std::string packed;
+  const Sink append = [&](std::string_view d) {
+    packed.append(d);
+    return true;
+  };
+  REQUIRE(encoder.feed(ndjson, append));
+  REQUIRE(encoder.finish(append));
+  const fs::path decoded = tmp.path / ".Patient.ndjson.tmp";
+  DiskReserve reserve(tmp.path, 0);
+  const Limits limits{1 << 30, 1000, false, nullptr, decoded, &reserve};
+  const auto read = [&] {
+    std::ifstream in(decoded, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  write_text(decoded, ndjson + "left by an earlier process");
+  {
+    // A first receiver writes part of it; a second one (a replay of the part file) starts over.
+    Receiver first(task, true, limits);
+    CHECK(first.feed(std::string_view(packed).substr(0, packed.size() / 2)));
+    CHECK(first.wrote_decoded());
+  }
+  Receiver r(task, true, limits);
+  for (std::size_t i = 0; i < packed.size(); i += 1000) {
+    CHECK(r.feed(std::string_view(packed).substr(i, 1000)));
+  }
+  REQUIRE(r.finish());
+  REQUIRE(r.wrote_decoded());
+  const Stored stored = r.stored_decoded();
+  CHECK(stored.bytes == ndjson.size());
+  CHECK(stored.sha256 == core::sha256_hex(ndjson));
+  CHECK(read() == ndjson);
+  CHECK(r.raw_sha256() == core::sha256_hex(packed));
+
+  // A plain body (its part file is the stored form) and store_gzip write nothing there.
+  fs::remove(decoded);
+  Receiver plain(task, false, limits);
+  CHECK(plain.feed(ndjson));
+  CHECK(plain.finish());
+  CHECK_FALSE(plain.wrote_decoded());
+  Limits gzip_kept = limits;
+  gzip_kept.store_gzip = true;
+  Receiver kept(task, true, gzip_kept);
+  CHECK(kept.feed(packed));
+  CHECK(kept.finish());
+  CHECK_FALSE(kept.wrote_decoded());
+  CHECK_FALSE(fs::exists(decoded));
+}
+
+TEST_CASE("download receiver: the decoded file stops at the reserve and at a bad line") {
+  test::TempDir tmp;
+  FileTask task{};
+  task.expected_type = "Patient";
+  GzipEncoder encoder;
+  std::string packed;
+  const Sink append = [&](std::string_view d) {
+    packed.append(d);
+    return true;
+  };
+  REQUIRE(encoder.feed("{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Device\"}\n", append));
+  REQUIRE(encoder.finish(append));
+  const fs::path decoded = tmp.path / ".x.tmp";
+  DiskReserve full(tmp.path, std::numeric_limits<std::uint64_t>::max());
+  Receiver refused(task, true, Limits{1 << 30, 1000, false, nullptr, decoded, &full});
+  CHECK_THROWS_WITH_AS(refused.feed(packed), doctest::Contains("min_free_bytes"),
+                       std::runtime_error);
+  DiskReserve reserve(tmp.path, 0);
+  Receiver bad(task, true, Limits{1 << 30, 1000, false, nullptr, decoded, &reserve});
+  CHECK_FALSE(bad.feed(packed));
+  CHECK(bad.error() == "line 2: resourceType is \"Device\", expected \"Patient\"");
+  // Cut short: finish() says so.
+  GzipEncoder good_encoder;
+  std::string good;
+  const Sink add = [&](std::string_view d) {
+    good.append(d);
+    return true;
+  };
+  REQUIRE(good_encoder.feed("{\"resourceType\":\"Patient\"}\n", add));
+  REQUIRE(good_encoder.finish(add));
+  Receiver cut(task, true, Limits{1 << 30, 1000, false, nullptr, decoded, &reserve});
+  CHECK(cut.feed(std::string_view(good).substr(0, good.size() - 3)));
+  CHECK_FALSE(cut.finish());
+  CHECK(cut.error().starts_with("the gzip data ends early"));
+}
+
 }  // namespace fbr::server::download
