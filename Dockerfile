@@ -30,7 +30,8 @@ RUN printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*
       > /etc/dpkg/dpkg.cfg.d/fbr-slim \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libspdlog1.10 libfmt9 libsqlite3-0 libcurl4 libssl3 libnats3.4 libcjose0 libjansson4 ca-certificates \
+      libspdlog1.10 libfmt9 libsqlite3-0 libcurl4 libssl3 libnats3.4 libcjose0 libjansson4 libsimdjson14 libisal2 \
+      ca-certificates \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
       /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old \
