@@ -83,7 +83,7 @@ void Checkpointer::run() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || requested_; });
+      wake_.wait(lock, [&] { return stopping_ || (requested_ && !held_); });
       if (stopping_) return;
       requested_ = false;
       running_pass_ = true;
@@ -95,6 +95,14 @@ void Checkpointer::run() {
     running_pass_ = false;
     ++passes_;
   }
+}
+
+void Checkpointer::hold_background(bool held) {
+  {
+    std::lock_guard lock(mutex_);
+    held_ = held;
+  }
+  wake_.notify_one();
 }
 
 std::uint64_t Checkpointer::background_passes() const {

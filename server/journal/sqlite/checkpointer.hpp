@@ -40,6 +40,10 @@ class Checkpointer {
   /// checkpoint on the writer's own connection when it has grown past kRestartFrames.
   void after_batch();
 
+  /// For the tests: while held, the thread starts no pass (as if it could not keep up), so the
+  /// writer's own finishes alone must keep the WAL from growing.
+  void hold_background(bool held);
+
   /// Passive checkpoints of the thread that copied pages back, and writer-side finishes that let
   /// the WAL start over, so far (for tests).
   [[nodiscard]] std::uint64_t background_passes() const;
@@ -58,6 +62,7 @@ class Checkpointer {
   bool requested_ = false;
   bool stopping_ = false;
   bool running_pass_ = false;
+  bool held_ = false;
   std::uint64_t passes_ = 0;
   std::uint64_t finishes_ = 0;
   std::thread thread_;

@@ -87,6 +87,8 @@ class SqliteJournal final : public Journal {
   [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> checkpoints() const {
     return {checkpointer_.background_passes(), checkpointer_.writer_finishes()};
   }
+  /// For the tests: the background checkpoints held back (sqlite::Checkpointer::hold_background).
+  void hold_background_checkpoints(bool held) { checkpointer_.hold_background(held); }
 
  private:
   struct Pending {
