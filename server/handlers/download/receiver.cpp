@@ -150,7 +150,7 @@ void Receiver::work() {
     }
     lock.lock();
     queued_bytes_ -= chunk.size();
-    if (spare_bytes_ + chunk.capacity() <= kQueueBytes) {
+    if (spare_bytes_ + chunk.capacity() <= kSpareBytes) {
       spare_bytes_ += chunk.capacity();
       chunk.clear();
       spare_.push_back(std::move(chunk));

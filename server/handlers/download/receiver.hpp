@@ -76,7 +76,9 @@ std::filesystem::path stored_temp_path(const std::filesystem::path& final_path);
 class Receiver {
  public:
   static constexpr std::uint64_t kInlineBytes = 1 << 20;
-  static constexpr std::uint64_t kQueueBytes = 16 << 20;
+  static constexpr std::uint64_t kQueueBytes = 8 << 20;
+  /// Emptied chunks kept for the next ones (their memory used again, not mapped anew).
+  static constexpr std::uint64_t kSpareBytes = 1 << 20;
 
   Receiver(const FileTask& task, bool content_encoding_gzip, const Limits& limits);
   /// Stops the worker (what is still queued is dropped: the receiver's result is not used).
