@@ -212,7 +212,7 @@ bool Exchange::body(std::string_view data) {
     return false;
   }
   receiver->written(part_fd);
-  if (report != nullptr) report->received(receiver->raw_bytes(), receiver->verifier().resources());
+  if (report != nullptr) report->received(receiver->raw_bytes(), receiver->resources());
   return true;
 }
 /// Why a transfer failed, in the words of the setting that cut it when one did.

@@ -44,6 +44,7 @@ bool EventBudget::take(std::uint64_t bytes) {
 }
 
 bool DiskReserve::take(std::uint64_t bytes) {
+  const std::lock_guard lock(mutex_);
   if (bytes <= unchecked_) {
     unchecked_ -= bytes;
     return true;
@@ -60,6 +61,7 @@ bool DiskReserve::take(std::uint64_t bytes) {
 }
 
 std::string DiskReserve::message() const {
+  const std::lock_guard lock(mutex_);
   return "the download volume " + dir_.string() + " has " + bytes_text(free_) +
          " free, the reserve is min_free_bytes " + bytes_text(reserve_) +
          ": the transfer stopped, the delivery is retried later";
@@ -71,26 +73,142 @@ Receiver::Receiver(const FileTask& task, bool content_encoding_gzip, const Limit
       decoder_(content_encoding_gzip, [this](std::string_view d) { return decoded(d); }) {}
 
 Receiver::~Receiver() {
+  if (worker_.joinable()) {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+      queue_.clear();
+    }
+    changed_.notify_all();
+    worker_.join();
+  }
   if (limits_.budget != nullptr) limits_.budget->give_back(charged_);
 }
 
 bool Receiver::feed(std::string_view raw) {
-  raw_sha_.update(raw);
   raw_bytes_ += raw.size();
   if (raw_bytes_ > limits_.max_file_bytes) {
-    limit_error_ = too_large(limits_.max_file_bytes);
+    feed_error_ = too_large(limits_.max_file_bytes);
     return false;
   }
-  return charge() && decoder_.feed(raw);
+  if (!charge(raw_bytes_)) {
+    feed_error_ = budget_error();
+    return false;
+  }
+  // A small body (and the start of every body) is processed here: no thread for it.
+  if (!worker_.joinable() && raw_bytes_ <= kInlineBytes) return process(raw);
+  if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+
+  std::string chunk;
+  {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] {
+      return worker_failed_ || queue_.empty() || queued_bytes_ + raw.size() <= kQueueBytes;
+    });
+    if (worker_exception_) std::rethrow_exception(worker_exception_);
+    if (worker_failed_) return false;
+    if (!spare_.empty()) {
+      chunk = std::move(spare_.back());
+      spare_.pop_back();
+      spare_bytes_ -= chunk.capacity();
+    }
+  }
+  chunk.assign(raw);
+  {
+    const std::lock_guard lock(mutex_);
+    queued_bytes_ += chunk.size();
+    queue_.push_back(std::move(chunk));
+  }
+  changed_.notify_all();
+  return true;
+}
+
+bool Receiver::process(std::string_view raw) {
+  raw_sha_.update(raw);
+  processed_raw_ += raw.size();
+  return decoder_.feed(raw);
+}
+
+void Receiver::work() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;
+    std::string chunk = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    const bool skip = worker_failed_ || stopping_;
+    lock.unlock();
+    bool ok = true;
+    std::exception_ptr thrown;
+    if (!skip) {
+      try {
+        ok = process(chunk);
+      } catch (...) {
+        thrown = std::current_exception();
+      }
+    }
+    lock.lock();
+    queued_bytes_ -= chunk.size();
+    if (spare_bytes_ + chunk.capacity() <= kSpareBytes) {
+      spare_bytes_ += chunk.capacity();
+      chunk.clear();
+      spare_.push_back(std::move(chunk));
+    }
+    busy_ = false;
+    if (!ok || thrown) worker_failed_ = true;
+    if (thrown) worker_exception_ = thrown;
+    changed_.notify_all();
+  }
+}
+
+void Receiver::drain() const {
+  if (!worker_.joinable()) return;
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  if (worker_exception_) std::rethrow_exception(worker_exception_);
+}
+
+bool Receiver::finish() {
+  drain();
+  const bool ok = decoder_.finish() && verifier_.finish();
+  resources_.store(verifier_.resources(), std::memory_order_relaxed);
+  return ok;
 }
 
 std::string Receiver::error() const {
+  drain();
+  // The worker's errors are about bytes fed before those feed() refused.
   if (!limit_error_.empty()) return limit_error_;
-  return decoder_.error().empty() ? verifier_.error() : decoder_.error();
+  if (!decoder_.error().empty()) return decoder_.error();
+  if (!verifier_.error().empty()) return verifier_.error();
+  return feed_error_;
+}
+
+std::string Receiver::raw_sha256() const {
+  drain();
+  return raw_sha_.hex();
+}
+
+int Receiver::gzip_layers() const {
+  drain();
+  return decoder_.gzip_layers();
+}
+
+const NdjsonVerifier& Receiver::verifier() const {
+  drain();
+  return verifier_;
+}
+
+bool Receiver::wrote_decoded() const {
+  drain();
+  return wrote_decoded_;
 }
 
 void Receiver::settle(std::uint64_t stored) {
+  drain();
   if (limits_.budget == nullptr) return;
+  const std::lock_guard lock(charge_mutex_);
   limits_.budget->give_back(charged_);
   limits_.budget->add(stored);
   charged_ = 0;
@@ -103,17 +221,22 @@ bool Receiver::decoded(std::string_view d) {
                    std::to_string(limits_.max_file_bytes) + " bytes): the file was removed";
     return false;
   }
-  if (ndjson_bytes_ > kRatioFloor && ndjson_bytes_ / limits_.max_ratio > raw_bytes_) {
-    limit_error_ = std::to_string(raw_bytes_) + " bytes received decode to more than " +
+  if (ndjson_bytes_ > kRatioFloor && ndjson_bytes_ / limits_.max_ratio > processed_raw_) {
+    limit_error_ = std::to_string(processed_raw_) + " bytes received decode to more than " +
                    std::to_string(ndjson_bytes_) + ", past max_decompression_ratio (" +
                    std::to_string(limits_.max_ratio) + "): the file was removed";
     return false;
   }
-  if (!charge()) return false;
+  if (!charge(std::max(processed_raw_, limits_.store_gzip ? 0 : ndjson_bytes_))) {
+    limit_error_ = budget_error();
+    return false;
+  }
   if (!limits_.decoded_path.empty() && !limits_.store_gzip && decoder_.gzip_layers() > 0) {
     write_decoded(d);
   }
-  return verifier_.feed(d);
+  const bool ok = verifier_.feed(d);
+  resources_.store(verifier_.resources(), std::memory_order_relaxed);
+  return ok;
 }
 
 void Receiver::write_decoded(std::string_view d) {
@@ -133,22 +256,24 @@ void Receiver::write_decoded(std::string_view d) {
 }
 
 Stored Receiver::stored_decoded() {
+  drain();
   posix::sync(decoded_fd_.get(), limits_.decoded_path.string());
   decoded_fd_ = posix::Fd();
   return Stored{ndjson_bytes_, decoded_sha_.hex()};
 }
 
-bool Receiver::charge() {
+bool Receiver::charge(std::uint64_t holds) {
   if (limits_.budget == nullptr) return true;
-  const std::uint64_t holds = std::max(raw_bytes_, limits_.store_gzip ? 0 : ndjson_bytes_);
+  const std::lock_guard lock(charge_mutex_);
   if (holds <= charged_) return true;
-  if (!limits_.budget->take(holds - charged_)) {
-    limit_error_ = "the event's files would pass max_event_bytes (" +
-                   std::to_string(limits_.budget->limit()) + " bytes): the file was removed";
-    return false;
-  }
+  if (!limits_.budget->take(holds - charged_)) return false;
   charged_ = holds;
   return true;
+}
+
+std::string Receiver::budget_error() const {
+  return "the event's files would pass max_event_bytes (" +
+         std::to_string(limits_.budget->limit()) + " bytes): the file was removed";
 }
 
 }  // namespace fbr::server::download

@@ -171,7 +171,8 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
       if (size > 0 && info && info->accept_ranges) {
         receiver = std::make_unique<Receiver>(task, info->content_encoding_gzip, limits);
         if (!read_chunks(part_fd.get(), size, part_name,
-                         [&](std::string_view chunk) { return receiver->feed(chunk); })) {
+                         [&](std::string_view chunk) { return receiver->feed(chunk); }) ||
+            !receiver->error().empty()) {
           receiver.reset();  // what was kept does not verify (a crash, a changed file): anew
         }
       }
@@ -341,6 +342,16 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
       }
     }
 
+    // The receiver's worker may still hold the last bytes: what it finds in them, or throws
+    // (a local failure, as when thrown while the body arrives), decides the try too.
+    std::string found;
+    try {
+      if (receiver) found = receiver->error();
+    } catch (const std::exception& e) {
+      receiver.reset();
+      return fail(Failure::kTransient, e.what());
+    }
+    if (!found.empty()) return fail(Failure::kPermanent, found);
     if (why.empty()) {
       // A complete 200/206 body: check its end, then store it.
       if (!receiver->finish()) return fail(Failure::kPermanent, receiver->error());
