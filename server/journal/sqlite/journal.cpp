@@ -202,16 +202,18 @@ void SqliteJournal::run() {
   }
 }
 
+std::optional<std::string> SqliteJournal::run_statement(sqlite::Statement& statement) {
+  // Step, then reset (which keeps the step's result code for last_error()).
+  const int rc = statement.step();
+  statement.reset();
+  if (rc != SQLITE_DONE) return db_.last_error();
+  return std::nullopt;
+}
+
 std::optional<std::string> SqliteJournal::write_batch(std::vector<Pending>& batch,
                                                       std::vector<CommitResult>& results) {
   // Prepared once: a batch's BEGIN and COMMIT are not parsed again each time.
-  auto exec = [this](sqlite::Statement& statement) -> std::optional<std::string> {
-    const int rc = statement.step();
-    statement.reset();
-    if (rc != SQLITE_DONE) return db_.last_error();
-    return std::nullopt;
-  };
-  if (auto error = exec(begin_)) return error;
+  if (auto error = run_statement(begin_)) return error;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     std::optional<std::string> error;
     if (std::holds_alternative<std::monostate>(batch[i].op)) {
@@ -223,12 +225,12 @@ std::optional<std::string> SqliteJournal::write_batch(std::vector<Pending>& batc
       results[i] = CommitResult{!error, false, {}};
     }
     if (error) {
-      (void)exec(rollback_);
+      (void)run_statement(rollback_);
       return error;
     }
   }
-  if (auto error = exec(commit_)) {
-    (void)exec(rollback_);
+  if (auto error = run_statement(commit_)) {
+    (void)run_statement(rollback_);
     return error;
   }
   return std::nullopt;
@@ -237,13 +239,6 @@ std::optional<std::string> SqliteJournal::write_batch(std::vector<Pending>& batc
 std::optional<std::string> SqliteJournal::write_event(const CommitRequest& r,
                                                       CommitResult& result) {
   const Receipt& receipt = r.receipt;
-  // Each statement: step, then reset (which keeps the step's result code for us).
-  auto run = [this](sqlite::Statement& statement) -> std::optional<std::string> {
-    int rc = statement.step();
-    statement.reset();
-    if (rc != SQLITE_DONE) return db_.last_error();
-    return std::nullopt;
-  };
   if (r.quarantine) {
     insert_quarantine_.bind(1, receipt.received_at)
         .bind(2, receipt.attempt_id)
@@ -251,7 +246,7 @@ std::optional<std::string> SqliteJournal::write_event(const CommitRequest& r,
         .bind(4, receipt.request_id)
         .bind_blob(5, r.body)
         .bind(6, r.errors_json);
-    if (auto error = run(insert_quarantine_)) return error;
+    if (auto error = run_statement(insert_quarantine_)) return error;
     result = CommitResult{true, false, {}};
     return std::nullopt;
   }
@@ -269,7 +264,7 @@ std::optional<std::string> SqliteJournal::write_event(const CommitRequest& r,
       .bind_blob(8, r.body)
       .bind(9, receipt.remote_addr)
       .bind(10, receipt.request_id);
-  if (auto error = run(insert_event_)) return error;
+  if (auto error = run_statement(insert_event_)) return error;
   const bool duplicate = db_.changes() == 0;
   if (duplicate) {
     insert_attempt_.bind(1, r.key)
@@ -277,12 +272,11 @@ std::optional<std::string> SqliteJournal::write_event(const CommitRequest& r,
         .bind(3, receipt.received_at)
         .bind(4, receipt.remote_addr)
         .bind(5, receipt.request_id);
-    if (auto error = run(insert_attempt_)) return error;
-  }
-  if (!duplicate) {
+    if (auto error = run_statement(insert_attempt_)) return error;
+  } else {
     for (const auto& handler : r.handlers) {
       insert_delivery_.bind(1, r.key).bind(2, handler).bind(3, receipt.received_at);
-      if (auto error = run(insert_delivery_)) return error;
+      if (auto error = run_statement(insert_delivery_)) return error;
     }
   }
   result = CommitResult{true, duplicate, {}};
@@ -300,9 +294,7 @@ std::optional<std::string> SqliteJournal::write_updates(
         .bind(5, now)
         .bind(6, u.event_key)
         .bind(7, u.handler);
-    int rc = update_delivery_.step();
-    update_delivery_.reset();
-    if (rc != SQLITE_DONE) return db_.last_error();
+    if (auto error = run_statement(update_delivery_)) return error;
     if (!u.finished) continue;
     // The same bounded text as last_error: the handler's message, never a secret.
     insert_history_.bind(1, u.event_key)
@@ -312,9 +304,7 @@ std::optional<std::string> SqliteJournal::write_updates(
         .bind(5, u.finished->duration_ms)
         .bind(6, u.finished->outcome)
         .bind(7, u.last_error);
-    rc = insert_history_.step();
-    insert_history_.reset();
-    if (rc != SQLITE_DONE) return db_.last_error();
+    if (auto error = run_statement(insert_history_)) return error;
   }
   return std::nullopt;
 }

@@ -99,6 +99,8 @@ class SqliteJournal final : public Journal {
   void enqueue(Pending pending);
   std::optional<std::string> write_event(const CommitRequest& r, CommitResult& result);
   std::optional<std::string> write_updates(const std::vector<DeliveryUpdate>& updates);
+  /// One step of a statement that returns no row, then its reset; the error, or nullopt.
+  std::optional<std::string> run_statement(sqlite::Statement& statement);
   void run();
   std::optional<std::string> connect();
   void close_statements();

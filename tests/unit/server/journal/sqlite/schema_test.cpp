@@ -4,15 +4,14 @@
 
 #include <doctest/doctest.h>
 
-#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include "server/journal/sqlite/events.hpp"
 #include "server/journal/sqlite/journal.hpp"
+#include "tests/unit/journal/console_support.hpp"
 
 using namespace fbr::server;
 namespace fs = std::filesystem;
@@ -63,17 +62,8 @@ CommitRequest request_for(const std::string& key, std::string body = "{}") {
 }
 
 CommitResult commit_now(SqliteJournal& journal, CommitRequest request) {
-  std::mutex m;
-  std::condition_variable cv;
-  std::optional<CommitResult> out;
-  journal.commit(std::move(request), [&](CommitResult r) {
-    std::lock_guard lock(m);
-    out = std::move(r);
-    cv.notify_one();
-  });
-  std::unique_lock lock(m);
-  cv.wait(lock, [&] { return out.has_value(); });
-  return *out;
+  return fbr::test::journal_sync(
+      [&](Journal::Callback done) { journal.commit(std::move(request), std::move(done)); });
 }
 
 std::int64_t scalar(const fs::path& dir, const std::string& sql) {
