@@ -165,6 +165,7 @@ event() {
   printf '], "error": []}\n'
 }
 
+exec {IDLE_FD}<> <(:)
 # download LOG_ID TYPE:URL...: posts the event; prints the ms from the POST until its
 # manifest.json is on disk (the handler writes it last), then waits for the delivery to be done
 download() {
@@ -183,7 +184,9 @@ download() {
         "select last_error from deliveries where event_key = '$id'")"
       kill -0 "$RECEIVER_PID" 2>/dev/null || die "the receiver exited (see $WORK/receiver.log)"
     fi
-    sleep 0.002
+    # A builtin wait (read with a timeout on a pipe that never speaks): `sleep` forks a process
+    # every 2 ms, a third of a core taken from the service measured.
+    read -r -t 0.002 -u "$IDLE_FD" || true
   done
   ms=$(($(now_ms) - start))
   [ -e "$WORK/downloads/$id/manifest.json" ] || die "no manifest.json for $id after 10 minutes"
