@@ -13,7 +13,7 @@ namespace fbr::server::download {
 namespace {
 
 constexpr std::size_t kErrorBodyShown = 200;
-constexpr long kReceiveBuffer = 128 * 1024;
+constexpr long kReceiveBuffer = 512 * 1024;
 
 std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
   auto* x = static_cast<Exchange*>(user);
@@ -202,16 +202,12 @@ bool Exchange::body(std::string_view data) {
     verify_error = too_large(limits.max_file_bytes);
     return false;
   }
-  if (!reserve.take(data.size())) {
-    local_error = reserve.message();
-    return false;
-  }
-  posix::write_all(part_fd, data, "write " + part_name);
-  if (!receiver->feed(data)) {
+  // Written to the part file by the receiver, in the order received, within the volume's
+  // reserve (Limits::reserve: a refusal throws, a local failure).
+  if (!receiver->feed(data, part_fd, part_name)) {
     verify_error = receiver->error();
     return false;
   }
-  receiver->written(part_fd);
   if (report != nullptr) report->received(receiver->raw_bytes(), receiver->resources());
   return true;
 }

@@ -41,13 +41,11 @@ void set_transfer_options(CURL* h, const TransferSettings& settings, IdleWatch& 
 
 /// One HTTP exchange: its request state and what libcurl's callbacks saw of the answer.
 struct Exchange {
-  Exchange(const FileTask& task, const Limits& limits, DiskReserve& reserve, int part_fd,
-           const std::string& part_name, const std::filesystem::path& info_path,
-           std::unique_ptr<Receiver>& receiver, std::optional<PartInfo>& info,
-           std::uint64_t requested_from)
+  Exchange(const FileTask& task, const Limits& limits, int part_fd, const std::string& part_name,
+           const std::filesystem::path& info_path, std::unique_ptr<Receiver>& receiver,
+           std::optional<PartInfo>& info, std::uint64_t requested_from)
       : task(task),
         limits(limits),
-        reserve(reserve),
         part_fd(part_fd),
         part_name(part_name),
         info_path(info_path),
@@ -56,8 +54,7 @@ struct Exchange {
         requested_from(requested_from) {}
 
   const FileTask& task;
-  const Limits& limits;
-  DiskReserve& reserve;
+  const Limits& limits;  // its reserve holds the part file to the volume's min_free_bytes
   int part_fd;
   const std::string& part_name;
   const std::filesystem::path& info_path;

@@ -18,6 +18,9 @@ constexpr std::uint64_t kRatioFloor = 1 << 20;
 // Between two looks at the free space, at most this much is written (less near the reserve).
 constexpr std::uint64_t kMaxUnchecked = 64ULL << 20;
 constexpr std::uint64_t kDefaultReserveCap = 1ULL << 30;
+// The store stage has time to spare (writing and verifying cost less than receiving and hashing
+// or decoding): at a lower priority it leaves the thread the pipeline waits for its core.
+constexpr int kStoreNice = 5;
 
 std::string bytes_text(std::uint64_t bytes) {
   char mib[32];
@@ -69,23 +72,18 @@ std::string DiskReserve::message() const {
 
 Receiver::Receiver(const FileTask& task, bool content_encoding_gzip, const Limits& limits)
     : limits_(limits),
-      verifier_(task.expected_type, task.count),
-      decoder_(content_encoding_gzip, [this](std::string_view d) { return decoded(d); }) {}
+      decoder_(content_encoding_gzip, [this](std::string_view d) { return decoded(d); }),
+      verifier_(task.expected_type, task.count) {}
 
 Receiver::~Receiver() {
-  if (worker_.joinable()) {
-    {
-      const std::lock_guard lock(mutex_);
-      stopping_ = true;
-      queue_.clear();
-    }
-    changed_.notify_all();
-    worker_.join();
-  }
+  // The store stage first: the decoding one may be waiting for room in its queue.
+  if (store_stage_) store_stage_->stop();
+  decode_stage_.reset();
+  store_stage_.reset();
   if (limits_.budget != nullptr) limits_.budget->give_back(charged_);
 }
 
-bool Receiver::feed(std::string_view raw) {
+bool Receiver::feed(std::string_view raw, int part_fd, std::string_view part_name) {
   raw_bytes_ += raw.size();
   if (raw_bytes_ > limits_.max_file_bytes) {
     feed_error_ = too_large(limits_.max_file_bytes);
@@ -95,32 +93,63 @@ bool Receiver::feed(std::string_view raw) {
     feed_error_ = budget_error();
     return false;
   }
+  if (part_fd >= 0 && part_name_.empty()) part_name_ = part_name;
   // A small body (and the start of every body) is processed here: no thread for it.
-  if (!worker_.joinable() && raw_bytes_ <= kInlineBytes) return process(raw);
-  if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
-
-  std::string chunk;
-  {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] {
-      return worker_failed_ || queue_.empty() || queued_bytes_ + raw.size() <= kQueueBytes;
-    });
-    if (worker_exception_) std::rethrow_exception(worker_exception_);
-    if (worker_failed_) return false;
-    if (!spare_.empty()) {
-      chunk = std::move(spare_.back());
-      spare_.pop_back();
-      spare_bytes_ -= chunk.capacity();
+  if (!store_stage_ && raw_bytes_ <= kInlineBytes) {
+    if (part_fd >= 0) write_part(part_fd, raw, raw_bytes_);
+    return process(raw);
+  }
+  if (!store_stage_) {
+    plain_ = decoder_.passthrough();
+    store_stage_ = std::make_unique<Stage>(
+        kQueueBytes, [this](Chunk& c) { return store_chunk(c); }, pool_, kStoreNice);
+    if (!plain_) {
+      decode_stage_ = std::make_unique<Stage>(
+          kQueueBytes, [this](Chunk& c) { return process_chunk(c); }, pool_);
     }
   }
-  chunk.assign(raw);
-  {
-    const std::lock_guard lock(mutex_);
-    queued_bytes_ += chunk.size();
-    queue_.push_back(std::move(chunk));
+  if (plain_) {
+    // The decoder would pass the bytes on as they are: they are admitted and hashed here, where
+    // the read left them in this core's cache, then gathered for the store stage, which writes
+    // them to the part file (the caller no longer waits for that) and verifies them.
+    processed_raw_ += raw.size();
+    if (!admit(raw.size())) return false;
+    raw_sha_.update(raw);
+    if (!open_.bytes.empty() && open_.part_fd != part_fd && !push_open()) return false;
+    if (open_.bytes.empty()) {
+      open_.bytes = pool_.take();
+      open_.part_fd = part_fd;
+      open_.verify = true;
+    }
+    open_.bytes.append(raw);
+    open_.part_end = raw_bytes_;
+    return open_.bytes.size() < kBatchBytes || push_open();
   }
-  changed_.notify_all();
-  return true;
+  // A gzip body (or one not known to be plain): its raw part file, small, is written here.
+  if (part_fd >= 0) write_part(part_fd, raw, raw_bytes_);
+  if (open_.bytes.empty()) open_.bytes = pool_.take();
+  open_.bytes.append(raw);
+  return open_.bytes.size() < kBatchBytes || push_open();
+}
+
+bool Receiver::push_open() {
+  Chunk chunk = std::move(open_);
+  open_ = Chunk{};
+  return (plain_ ? store_stage_ : decode_stage_)->push(std::move(chunk));
+}
+
+bool Receiver::push_decoded() {
+  Chunk chunk = std::move(decoded_open_);
+  decoded_open_ = Chunk{};
+  return store_stage_->push(std::move(chunk));
+}
+
+void Receiver::write_part(int fd, std::string_view bytes, std::uint64_t end) {
+  // Taken where the bytes are written, so that the free space the reserve sees next is after
+  // them (the part file's writes may lag the received bytes by the queue).
+  take_reserve(bytes.size());
+  posix::write_all(fd, bytes, "write " + part_name_);
+  part_write_back_.wrote(fd, end);
 }
 
 bool Receiver::process(std::string_view raw) {
@@ -129,78 +158,57 @@ bool Receiver::process(std::string_view raw) {
   return decoder_.feed(raw);
 }
 
-void Receiver::work() {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;
-    std::string chunk = std::move(queue_.front());
-    queue_.pop_front();
-    busy_ = true;
-    const bool skip = worker_failed_ || stopping_;
-    lock.unlock();
-    bool ok = true;
-    std::exception_ptr thrown;
-    if (!skip) {
-      try {
-        ok = process(chunk);
-      } catch (...) {
-        thrown = std::current_exception();
-      }
-    }
-    lock.lock();
-    queued_bytes_ -= chunk.size();
-    if (spare_bytes_ + chunk.capacity() <= kSpareBytes) {
-      spare_bytes_ += chunk.capacity();
-      chunk.clear();
-      spare_.push_back(std::move(chunk));
-    }
-    busy_ = false;
-    if (!ok || thrown) worker_failed_ = true;
-    if (thrown) worker_exception_ = thrown;
-    changed_.notify_all();
-  }
+bool Receiver::process_chunk(Chunk& chunk) {
+  return process(chunk.bytes) && (decoded_open_.bytes.empty() || push_decoded());
 }
 
-void Receiver::drain() const {
-  if (!worker_.joinable()) return;
-  std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] { return queue_.empty() && !busy_; });
-  if (worker_exception_) std::rethrow_exception(worker_exception_);
+void Receiver::drain() {
+  if (!store_stage_) return;
+  // Refused: a stage has failed, error() says why.
+  if (!open_.bytes.empty()) (void)push_open();
+  if (decode_stage_) decode_stage_->drain();
+  if (!decoded_open_.bytes.empty()) (void)push_decoded();
+  store_stage_->drain();
 }
 
 bool Receiver::finish() {
   drain();
-  const bool ok = decoder_.finish() && verifier_.finish();
+  // The decoder's last bytes come here, on the caller's thread, the workers idle.
+  bool ok = decoder_.finish();
+  if (store_stage_) {
+    if (!decoded_open_.bytes.empty()) ok = push_decoded() && ok;
+    store_stage_->drain();
+  }
+  ok = ok && verifier_.finish();
   resources_.store(verifier_.resources(), std::memory_order_relaxed);
   return ok;
 }
 
-std::string Receiver::error() const {
+std::string Receiver::error() {
   drain();
-  // The worker's errors are about bytes fed before those feed() refused.
+  // The workers' errors are about bytes fed before those feed() refused.
   if (!limit_error_.empty()) return limit_error_;
   if (!decoder_.error().empty()) return decoder_.error();
   if (!verifier_.error().empty()) return verifier_.error();
   return feed_error_;
 }
 
-std::string Receiver::raw_sha256() const {
+std::string Receiver::raw_sha256() {
   drain();
   return raw_sha_.hex();
 }
 
-int Receiver::gzip_layers() const {
+int Receiver::gzip_layers() {
   drain();
   return decoder_.gzip_layers();
 }
 
-const NdjsonVerifier& Receiver::verifier() const {
+const NdjsonVerifier& Receiver::verifier() {
   drain();
   return verifier_;
 }
 
-bool Receiver::wrote_decoded() const {
+bool Receiver::wrote_decoded() {
   drain();
   return wrote_decoded_;
 }
@@ -214,8 +222,8 @@ void Receiver::settle(std::uint64_t stored) {
   charged_ = 0;
 }
 
-bool Receiver::decoded(std::string_view d) {
-  ndjson_bytes_ += d.size();
+bool Receiver::admit(std::size_t bytes) {
+  ndjson_bytes_ += bytes;
   if (ndjson_bytes_ > limits_.max_file_bytes) {
     limit_error_ = "its NDJSON is larger than max_file_bytes (" +
                    std::to_string(limits_.max_file_bytes) + " bytes): the file was removed";
@@ -231,12 +239,39 @@ bool Receiver::decoded(std::string_view d) {
     limit_error_ = budget_error();
     return false;
   }
-  if (!limits_.decoded_path.empty() && !limits_.store_gzip && decoder_.gzip_layers() > 0) {
-    write_decoded(d);
+  return true;
+}
+
+bool Receiver::decoded(std::string_view d) {
+  if (!admit(d.size())) return false;
+  if (limits_.decoded_path.empty() || limits_.store_gzip || decoder_.gzip_layers() == 0) {
+    return verify(d);
   }
+  if (!store_stage_) {
+    write_decoded(d);
+    return verify(d);
+  }
+  // On the decoding stage: verified here, where the decoder left the bytes in this core's
+  // cache, and gathered for the store stage, which writes and hashes them.
+  if (!verify(d)) return false;
+  if (decoded_open_.bytes.empty()) {
+    decoded_open_.bytes = pool_.take();
+    decoded_open_.to_decoded = true;
+  }
+  decoded_open_.bytes.append(d);
+  return decoded_open_.bytes.size() < kBatchBytes || push_decoded();
+}
+
+bool Receiver::verify(std::string_view d) {
   const bool ok = verifier_.feed(d);
   resources_.store(verifier_.resources(), std::memory_order_relaxed);
   return ok;
+}
+
+bool Receiver::store_chunk(Chunk& chunk) {
+  if (chunk.part_fd >= 0) write_part(chunk.part_fd, chunk.bytes, chunk.part_end);
+  if (chunk.to_decoded) write_decoded(chunk.bytes);
+  return !chunk.verify || verify(chunk.bytes);
 }
 
 void Receiver::write_decoded(std::string_view d) {
@@ -246,13 +281,18 @@ void Receiver::write_decoded(std::string_view d) {
     if (!decoded_fd_.valid()) posix::throw_errno("create " + path);
     wrote_decoded_ = true;
   }
-  // The volume's reserve: thrown, so that the transfer stops as a local (transient) failure.
-  if (limits_.reserve != nullptr && !limits_.reserve->take(d.size())) {
-    throw std::runtime_error(limits_.reserve->message());
-  }
+  take_reserve(d.size());
   posix::write_all(decoded_fd_.get(), d, "write " + path);
   decoded_sha_.update(d);
-  decoded_write_back_.wrote(decoded_fd_.get(), ndjson_bytes_);
+  written_decoded_ += d.size();
+  decoded_write_back_.wrote(decoded_fd_.get(), written_decoded_);
+}
+
+void Receiver::take_reserve(std::size_t bytes) {
+  // Thrown, so that the transfer stops as a local (transient) failure.
+  if (limits_.reserve != nullptr && !limits_.reserve->take(bytes)) {
+    throw std::runtime_error(limits_.reserve->message());
+  }
 }
 
 Stored Receiver::stored_decoded() {

@@ -117,6 +117,9 @@ class BodyDecoder {
   bool finish();
   /// How many gzip layers the body has (0 to 2); final once two bytes have passed or at finish.
   [[nodiscard]] int gzip_layers() const;
+  /// Known to have no gzip layer: each feed() passes its bytes to the sink as they are, in one
+  /// call.
+  [[nodiscard]] bool passthrough() const { return decided_ && !outer_ && !inner_; }
   [[nodiscard]] const std::string& error() const { return error_; }
 
  private:

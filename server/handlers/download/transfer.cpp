@@ -240,7 +240,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
         if (!info->validator.empty()) headers->add("If-Range: " + info->validator);
         result.resumed_from = from;
       }
-      x.emplace(task, limits, reserve, part_fd.get(), part_name, info_path, receiver, info, from);
+      x.emplace(task, limits, part_fd.get(), part_name, info_path, receiver, info, from);
       x->report = &report;
       curl_easy_setopt(h, CURLOPT_URL, url.c_str());
       curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers->get());

@@ -1,7 +1,8 @@
-// The Receiver's two stages (receiver.hpp): past Receiver::kInlineBytes, the SHA-256, decoding
-// and verification run on a worker thread; what it finds, counts or throws reaches the caller
-// just as when it all runs inline.
+// The Receiver's stages (receiver.hpp): past Receiver::kInlineBytes, the decoding, writing,
+// hashing and verification run on worker threads; what they find, count, write or throw reaches
+// the caller just as when it all runs inline.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 
 #include <fstream>
 #include <iterator>
@@ -49,12 +50,25 @@ std::string gzip(const std::string& text) {
   return packed;
 }
 
-/// Feeds `body` in curl-sized chunks: false at the first chunk refused.
-bool feed_all(Receiver& r, std::string_view body) {
+/// Feeds `body` in curl-sized chunks (to the part file `part_fd` when set): false at the first
+/// chunk refused.
+bool feed_all(Receiver& r, std::string_view body, int part_fd = -1) {
   for (std::size_t i = 0; i < body.size(); i += kChunk) {
-    if (!r.feed(body.substr(i, kChunk))) return false;
+    if (!r.feed(body.substr(i, kChunk), part_fd, "the part file")) return false;
   }
   return true;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+/// A part file as the transfer opens it (appended to).
+posix::Fd open_part(const fs::path& path) {
+  posix::Fd fd(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  REQUIRE(fd.valid());
+  return fd;
 }
 
 }  // namespace
@@ -173,6 +187,91 @@ TEST_CASE("download receiver pipeline: a receiver destroyed mid-stream stops its
     CHECK(r.raw_bytes() == cut);
   }                                 // each joined here, with chunks still queued or being processed
   CHECK(budget.take(body.size()));  // and gave its bytes back
+}
+
+TEST_CASE("download receiver pipeline: a plain body's part file is written in order, whole") {
+  test::TempDir tmp;
+  FileTask task{};
+  task.expected_type = "Patient";
+  const std::string body = patients(120000);
+  REQUIRE(body.size() > 8 * Receiver::kBatchBytes);
+  const fs::path part = tmp.path / ".p.part";
+  DiskReserve reserve(tmp.path, 0);
+  const posix::Fd fd = open_part(part);
+  // The first bytes as if kept by an earlier try (read back, not written again), the rest as
+  // received: most of it written by the store stage.
+  const std::size_t kept = Receiver::kInlineBytes + 3 * kChunk + 17;
+  posix::write_all(fd.get(), std::string_view(body).substr(0, kept), "write");
+  Receiver r(task, false, Limits{1 << 30, 100, false, nullptr, {}, &reserve});
+  REQUIRE(feed_all(r, std::string_view(body).substr(0, kept)));
+  REQUIRE(feed_all(r, std::string_view(body).substr(kept), fd.get()));
+  // What reads the receiver's results (here error(), as the transfer does after each try)
+  // waits for the store stage to have written all that was fed.
+  CHECK(r.error().empty());
+  CHECK(read_file(part) == body);
+  REQUIRE(r.finish());
+  CHECK(r.raw_sha256() == core::sha256_hex(body));
+  CHECK(r.verifier().resources() == 120000);
+  CHECK(r.gzip_layers() == 0);
+  CHECK_FALSE(r.wrote_decoded());
+}
+
+TEST_CASE("download receiver pipeline: a gzip body's raw bytes go to the part file as received") {
+  test::TempDir tmp;
+  FileTask task{};
+  task.expected_type = "Patient";
+  const std::string body = patients(150000);
+  const std::string packed = gzip(body);
+  REQUIRE(packed.size() > Receiver::kInlineBytes + kChunk);
+  const fs::path part = tmp.path / ".g.part";
+  const fs::path decoded = tmp.path / ".g.tmp";
+  DiskReserve reserve(tmp.path, 0);
+  const posix::Fd fd = open_part(part);
+  Receiver r(task, true, Limits{1 << 30, 1000, false, nullptr, decoded, &reserve});
+  REQUIRE(feed_all(r, packed, fd.get()));
+  REQUIRE(r.finish());
+  CHECK(read_file(part) == packed);
+  CHECK(r.raw_sha256() == core::sha256_hex(packed));
+  const Stored stored = r.stored_decoded();
+  CHECK(stored.sha256 == core::sha256_hex(body));
+  CHECK(read_file(decoded) == body);
+}
+
+TEST_CASE("download receiver pipeline: a part file write that fails on the store stage throws") {
+  FileTask task{};
+  task.expected_type = "Patient";
+  const std::string body = patients(60000);
+  test::TempDir tmp;
+  const posix::Fd good = open_part(tmp.path / ".p.part");
+  // Past the first bytes, the "part file" is /dev/full: every write fails with ENOSPC, on the
+  // store stage, and surfaces on the caller's thread (the next feed, or what reads the results).
+  const posix::Fd full(::open("/dev/full", O_WRONLY | O_CLOEXEC));
+  REQUIRE(full.valid());
+  Receiver r(task, false, Limits{1 << 30, 100, false, nullptr});
+  REQUIRE(feed_all(r, std::string_view(body).substr(0, Receiver::kInlineBytes), good.get()));
+  CHECK_THROWS_WITH_AS(
+      {
+        if (feed_all(r, std::string_view(body).substr(Receiver::kInlineBytes), full.get())) {
+          (void)r.finish();
+        }
+      },
+      doctest::Contains("write the part file"), std::runtime_error);
+  CHECK_THROWS_WITH_AS((void)r.error(), doctest::Contains("No space left on device"),
+                       std::runtime_error);
+}
+
+TEST_CASE("download receiver pipeline: the part file stays within the volume's reserve") {
+  test::TempDir tmp;
+  FileTask task{};
+  task.expected_type = "Patient";
+  const std::string body = patients(60000);
+  DiskReserve full(tmp.path, std::numeric_limits<std::uint64_t>::max());
+  const posix::Fd fd = open_part(tmp.path / ".p.part");
+  Receiver r(task, false, Limits{1 << 30, 100, false, nullptr, {}, &full});
+  // Refused at the first write (inline): nothing reached the file.
+  CHECK_THROWS_WITH_AS((void)feed_all(r, body, fd.get()), doctest::Contains("min_free_bytes"),
+                       std::runtime_error);
+  CHECK(read_file(tmp.path / ".p.part").empty());
 }
 
 }  // namespace fbr::server::download
