@@ -22,7 +22,7 @@ void FileReport::received(std::uint64_t bytes, std::uint64_t resources) {
   if (target_ == nullptr) return;
   file_.bytes = bytes;
   file_.resources = resources;
-  // The clock is read only when the bytes alone do not decide (a chunk is up to 128 KiB).
+  // The clock is read only when the bytes alone do not decide (a chunk is up to 512 KiB).
   if (bytes >= recorded_bytes_ && bytes - recorded_bytes_ < kEveryBytes &&
       std::chrono::steady_clock::now() - recorded_at_ < kEvery) {
     return;
