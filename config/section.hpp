@@ -189,4 +189,22 @@ Setting<T> group(std::string_view key, Access access, const Section<U>& section)
   return s;
 }
 
+/// group(), or, when the value is not an object, the value of its `shorthand` key alone:
+/// `"attachments": "download"` for `"attachments": {"mode": "download"}`.
+template <class T, class U, class Access>
+Setting<T> group_or_shorthand(std::string_view key, Access access, const Section<U>& section,
+                              std::string_view shorthand) {
+  Setting<T> s = group<T>(key, access, section);
+  const Setting<U>* inner = find(section, shorthand);
+  s.read = [access, &section, inner](Reader& r, const Value& v, const std::string& path, T& t,
+                                     const Config& root) {
+    if (v.IsObject()) {
+      read_members(r, v, path, section, std::invoke(access, t), root);
+    } else {
+      inner->read(r, v, path, std::invoke(access, t), root);
+    }
+  };
+  return s;
+}
+
 }  // namespace fbr::config::detail

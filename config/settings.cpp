@@ -382,7 +382,8 @@ const Section<DownloadHandler>& type_settings<DownloadHandler>() {
       leaf<D>("max_event_bytes", &D::max_event_bytes, Integer{1, kMaxI64}),
       leaf<D>("max_decompression_ratio", &D::max_decompression_ratio, Integer{1, 1'000'000}),
       leaf<D>("min_free_bytes", &D::min_free_bytes, Nullable<Integer>{{0, kMaxI64}}),
-      group<D>("attachments", &D::attachments, download_attachments_settings()),
+      group_or_shorthand<D>("attachments", &D::attachments, download_attachments_settings(),
+                            "mode"),
   };
   return section;
 }

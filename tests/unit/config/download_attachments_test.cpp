@@ -46,6 +46,14 @@ TEST_CASE("config download attachments: mode, types and max_bytes are read") {
   CHECK(download(R"("attachments": {"types": null})").attachments.types.empty());
 }
 
+TEST_CASE("config download attachments: a string is the mode alone") {
+  CHECK(download(R"("attachments": "download")").attachments.mode == "download");
+  CHECK(download(R"("attachments": "off")").attachments.mode == "off");
+  CHECK(download(R"("attachments": "download")").attachments.max_bytes == 1ULL << 30);
+  CHECK(contains(bad(R"("attachments": "yes")"), "attachments"));
+  CHECK(contains(bad(R"("attachments": 1)"), "attachments"));
+}
+
 TEST_CASE("config download attachments: a bad mode, type or max_bytes is refused by its key") {
   CHECK(contains(bad(R"("attachments": {"mode": "yes"})"), "attachments.mode"));
   CHECK(contains(bad(R"("attachments": {"max_bytes": 0})"), "attachments.max_bytes"));
