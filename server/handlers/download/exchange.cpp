@@ -39,7 +39,13 @@ int on_progress(void* user, curl_off_t, curl_off_t received, curl_off_t, curl_of
   if (received != w->seen) {
     w->seen = received;
     w->last = now;
+    w->flushed = false;
     return 0;
+  }
+  if (!w->flushed && now - w->last >= IdleWatch::kFlushAfter && w->receiver != nullptr &&
+      *w->receiver) {
+    w->flushed = true;
+    (*w->receiver)->flush();
   }
   if (now - w->last < w->limit) return 0;
   w->cut = true;

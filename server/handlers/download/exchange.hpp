@@ -25,11 +25,16 @@ std::optional<std::uint64_t> content_range_start(std::string_view value,
                                                  std::optional<std::uint64_t>& total);
 
 /// The idle rule (idle_timeout_ms: no body byte this long), checked from libcurl's progress
-/// callback: libcurl's own low-speed check carries the speed rule, and it has only one.
+/// callback: libcurl's own low-speed check carries the speed rule, and it has only one. The
+/// same callback flushes the receiver (Receiver::flush) once the body pauses for kFlushAfter.
 struct IdleWatch {
+  static constexpr std::chrono::milliseconds kFlushAfter{20};
+
   std::chrono::milliseconds limit;
+  std::unique_ptr<Receiver>* receiver = nullptr;  ///< flushed when quiet, when set
   curl_off_t seen = 0;
   std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  bool flushed = false;
   bool cut = false;
 };
 

@@ -132,6 +132,11 @@ bool Receiver::feed(std::string_view raw, int part_fd, std::string_view part_nam
   return open_.bytes.size() < kBatchBytes || push_open();
 }
 
+void Receiver::flush() {
+  // Refused: a stage has failed; the next feed() or error() says why.
+  if (store_stage_ && !open_.bytes.empty()) (void)push_open();
+}
+
 bool Receiver::push_open() {
   Chunk chunk = std::move(open_);
   open_ = Chunk{};

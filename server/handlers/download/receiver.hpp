@@ -100,6 +100,10 @@ class Receiver {
   /// that fails throws (here or from a later call). Without it they are only processed (bytes
   /// read back from a part file).
   bool feed(std::string_view raw, int part_fd = -1, std::string_view part_name = {});
+  /// The transfer has gone quiet (the server stalls or dribbles): what the caller gathered goes on
+  /// to the next stage now rather than when a chunk is full, so that the part file holds every
+  /// byte received (what a kill leaves is what a resume asks for). Does not wait for the write.
+  void flush();
   /// The end of the body: whether the whole of it decoded and verified.
   bool finish();
   [[nodiscard]] std::string error();

@@ -192,7 +192,7 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     CURL* h = curl.get();
     char error[CURL_ERROR_SIZE] = {};
     guard.install(h);
-    IdleWatch idle{settings.idle_timeout};
+    IdleWatch idle{settings.idle_timeout, &receiver};
     set_transfer_options(h, settings, idle, error);
 
     const std::uint64_t from = receiver ? receiver->raw_bytes() : 0;

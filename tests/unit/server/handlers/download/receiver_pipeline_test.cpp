@@ -4,11 +4,13 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 
+#include <chrono>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "core/text.hpp"
 #include "server/handlers/download/receiver.hpp"
@@ -214,6 +216,36 @@ TEST_CASE("download receiver pipeline: a plain body's part file is written in or
   CHECK(r.verifier().resources() == 120000);
   CHECK(r.gzip_layers() == 0);
   CHECK_FALSE(r.wrote_decoded());
+}
+
+TEST_CASE(
+    "download receiver pipeline: flush() puts a paused body's gathered bytes in the part file") {
+  test::TempDir tmp;
+  FileTask task{};
+  task.expected_type = "Patient";
+  const std::string body = patients(40000);
+  // Past the inline bytes, less than a chunk: gathered by the caller, not yet written.
+  const std::size_t paused = Receiver::kInlineBytes + 3 * kChunk + 100;
+  REQUIRE(body.size() > paused);
+  REQUIRE(paused - Receiver::kInlineBytes < Receiver::kBatchBytes);
+  const fs::path part = tmp.path / ".f.part";
+  DiskReserve reserve(tmp.path, 0);
+  const posix::Fd fd = open_part(part);
+  Receiver r(task, false, Limits{1 << 30, 100, false, nullptr, {}, &reserve});
+  REQUIRE(feed_all(r, std::string_view(body).substr(0, paused), fd.get()));
+  CHECK(fs::file_size(part) == Receiver::kInlineBytes);
+  r.flush();
+  r.flush();  // nothing more gathered: no empty chunk
+  // Written by the store stage, without anything reading the receiver's results.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fs::file_size(part) != paused && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(fs::file_size(part) == paused);
+  REQUIRE(feed_all(r, std::string_view(body).substr(paused), fd.get()));
+  REQUIRE(r.finish());
+  CHECK(read_file(part) == body);
+  CHECK(r.verifier().resources() == 40000);
 }
 
 TEST_CASE("download receiver pipeline: a gzip body's raw bytes go to the part file as received") {
