@@ -118,4 +118,4 @@ fuzz:
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS)
-	@scripts/ctest-no-skips.sh --preset tsan -j 2 -R "journal|dispatch|connections|durability|hardening|nats|scale-out|jwt|oauth|smart|auth|admin|activity|console|progress"
+	@scripts/ctest-no-skips.sh --preset tsan -j 2 -R "journal|dispatch|connections|durability|hardening|nats|scale-out|jwt|oauth|smart|auth|admin|activity|console|progress|download"

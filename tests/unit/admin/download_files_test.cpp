@@ -56,6 +56,31 @@ TEST_CASE("admin download files: records once each and verified, then live trans
   CHECK(files[2].bytes == 7);
 }
 
+TEST_CASE("admin download files: stored attachments are listed after the files, once per URL") {
+  download::test::TempDir dir;
+  download::AttachmentRecord a;
+  a.url = "https://files/note.pdf";
+  a.url_sha256 = std::string(64, 'c');
+  a.file = "attachments/" + std::string(64, 'b') + ".pdf";
+  a.content_type = "application/pdf";
+  a.bytes = 42;
+  a.sha256 = std::string(64, 'b');
+  {
+    std::ofstream out(dir.path / download::kVerifiedFile);
+    out << download::verified_line(record("https://x/1", "DocumentReference.1.ndjson")) << "\n";
+    out << download::verified_attachment_line(a) << "\n";
+    out << download::verified_attachment_line(a) << "\n";  // the same, again: one row
+  }
+  const auto files = download_files("download", dir.path, {});
+  REQUIRE(files.size() == 2);
+  CHECK(files[1].url == "https://files/note.pdf");
+  CHECK(files[1].file == a.file);
+  CHECK(files[1].bytes == 42);
+  CHECK(files[1].resources == 0);
+  CHECK(files[1].sha256 == a.sha256);
+  CHECK(files[1].verified);
+}
+
 TEST_CASE("admin download files: no folder yet: only what the transfers report") {
   download::test::TempDir dir;
   const auto files =
