@@ -9,9 +9,7 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <thread>
 
-#include "core/backoff.hpp"
 #include "core/text.hpp"
 #include "server/handlers/download/exchange.hpp"
 #include "server/handlers/download/hops.hpp"
@@ -332,15 +330,9 @@ TransferResult fetch_attachment(const AttachmentTask& task, const fs::path& even
     give_back();
     result.message = why;
     ++failed;
-    if (attempt == tries) break;
-    if (!wait) {
-      wait = backoff(failed, settings.first_backoff, settings.max_wait, core::random_fraction());
-    } else if (*wait > settings.max_wait) {
-      result.retry_after_delay = *wait;
-      result.message += " (Retry-After: " + a->retry_after + ", longer than max_retry_wait_ms)";
+    if (attempt == tries || !wait_for_next_try(failed, wait, a->retry_after, settings, result)) {
       break;
     }
-    std::this_thread::sleep_for(*wait);
   }
   return fail(Failure::kTransient, result.message.empty() ? "no try succeeded" : result.message);
 }

@@ -48,6 +48,21 @@ std::chrono::milliseconds backoff(int failed, std::chrono::milliseconds first,
   return std::chrono::milliseconds(static_cast<std::int64_t>(c / 2 + c / 2 * jitter));
 }
 
+bool wait_for_next_try(int failed, std::optional<std::chrono::milliseconds> wait,
+                       const std::string& retry_after, const TransferSettings& settings,
+                       TransferResult& result) {
+  if (!wait) {
+    wait = backoff(failed, settings.first_backoff, settings.max_wait, core::random_fraction());
+  } else if (*wait > settings.max_wait) {
+    // Too long to hold a worker: the delivery is retried after that wait instead.
+    result.retry_after_delay = *wait;
+    result.message += " (Retry-After: " + retry_after + ", longer than max_retry_wait_ms)";
+    return false;
+  }
+  std::this_thread::sleep_for(*wait);
+  return true;
+}
+
 TransferResult transfer_file(const FileTask& task, const std::filesystem::path& event_dir,
                              const TransferSettings& settings, const EventContext& event,
                              FileReport& report) {
@@ -362,16 +377,9 @@ TransferResult transfer_file(const FileTask& task, const std::filesystem::path& 
     report.failed(why);
     result.message = why;
     ++failed;
-    if (attempt == tries) break;
-    if (!wait) {
-      wait = backoff(failed, settings.first_backoff, settings.max_wait, core::random_fraction());
-    } else if (*wait > settings.max_wait) {
-      // Too long to hold a worker: the delivery is retried after that wait instead.
-      result.retry_after_delay = *wait;
-      result.message += " (Retry-After: " + x->retry_after + ", longer than max_retry_wait_ms)";
+    if (attempt == tries || !wait_for_next_try(failed, wait, x->retry_after, settings, result)) {
       break;
     }
-    std::this_thread::sleep_for(*wait);
   }
   return fail(Failure::kTransient, result.message.empty() ? "no try succeeded" : result.message);
 }

@@ -107,6 +107,14 @@ Verdict verdict_of(long status);
 std::chrono::milliseconds backoff(int failed, std::chrono::milliseconds first,
                                   std::chrono::milliseconds cap, double jitter);
 
+/// After `failed` failed tries, whether to try again: sleeps for the server's Retry-After
+/// (`wait`, when it sent one; `retry_after` its text for the message) or else for backoff(), and
+/// says yes; a Retry-After longer than settings.max_wait is not slept but handed to the delivery
+/// (result.retry_after_delay, and said in result.message): no.
+bool wait_for_next_try(int failed, std::optional<std::chrono::milliseconds> wait,
+                       const std::string& retry_after, const TransferSettings& settings,
+                       TransferResult& result);
+
 /// Fetches, verifies and stores `task` under `event_dir`, its progress into `report` (the bytes
 /// as they arrive, each failed try, the verified file). Never throws for HTTP, policy, limit or
 /// verification problems (they are in the result); may throw std::runtime_error for local I/O
