@@ -132,6 +132,7 @@ struct DownloadAttachments {
   std::string mode = "off";        ///< "off" or "download"
   std::vector<std::string> types;  ///< MIME types ("application/pdf", "image/*"); empty: all
   std::uint64_t max_bytes = 1ULL << 30;
+  std::uint64_t max_count = 10000;  ///< attachments (resource and URL pairs) of one event
 };
 struct DownloadHandler {
   std::string dir;

@@ -206,6 +206,7 @@ const Section<DownloadAttachments>& download_attachments_settings() {
       leaf<A>("mode", &A::mode, Choice{kAttachmentModes}),
       leaf<A>("types", &A::types, StringsOrNull{}),
       leaf<A>("max_bytes", &A::max_bytes, Integer{1, kMaxI64}),
+      leaf<A>("max_count", &A::max_count, Integer{1, kMaxI64}),
   };
   return section;
 }

@@ -370,6 +370,38 @@ TEST_CASE("download attachments: egress refusal, no token to another host, past 
         std::vector<std::string>{"attachments/" + fbr::core::sha256_hex("small") + ".txt"});
 }
 
+TEST_CASE("download attachments: more than max_count is dead before any is fetched") {
+  SKIP_WITHOUT_NGINX();
+  TempDir tmp;
+  Hosts hosts(tmp.path() / "nginx");
+  hosts.put(2, "/a.txt", "a");
+  hosts.put(2, "/b.txt", "b");
+  hosts.put(2, "/c.txt", "c");
+  const std::string ndjson = doc_ref("d1", hosts.url(2, "/a.txt"), "text/plain") +
+                             doc_ref("d2", hosts.url(2, "/b.txt"), "text/plain") +
+                             doc_ref("d3", hosts.url(2, "/c.txt"), "text/plain");
+  hosts.put(1, "/fhir/DocumentReference.ndjson", ndjson);
+  const fs::path two = tmp.path() / "two";
+  const fs::path three = tmp.path() / "three";
+  const fs::path token = token_file(tmp);
+  Server server(
+      tmp,
+      download_config({handler("two", two, token, R"({"mode": "download", "max_count": 2})"),
+                       handler("three", three, token, R"({"mode": "download", "max_count": 3})")}));
+  const std::string log_id = new_log_id();
+  post_ok(server, attachment_event(hosts, log_id));
+  const auto dead = wait_state(server, log_id, "two", "dead");
+  CHECK(dead.last_error.find("more than attachments.max_count (2) attachments: none was "
+                             "fetched") != std::string::npos);
+  wait_state(server, log_id, "three", "done");
+  // Only the handler within its limit asked for them.
+  CHECK(hosts.count(2, "/a.txt") == 1);
+  CHECK(hosts.count(2, "/c.txt") == 1);
+  CHECK(read_file(two / log_id / "DocumentReference.1.ndjson") == ndjson);  // the file is kept
+  CHECK(attachment_files(two / log_id).empty());
+  CHECK(attachment_files(three / log_id).size() == 3);
+}
+
 TEST_CASE("download attachments: a restart mid-way fetches nothing twice") {
   SKIP_WITHOUT_NGINX();
   TempDir tmp;

@@ -147,13 +147,14 @@ std::optional<std::string> sha256_of(const fs::path& file) {
 }
 
 /// Calls `each(line, number)` for every non-blank line of a stored NDJSON file (gzip undone
-/// when its name ends in .gz).
+/// when its name ends in .gz), until it returns false.
 template <class Each>
 void for_each_line(const fs::path& file, Each&& each) {
   posix::Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) posix::throw_errno("open " + file.string());
   std::string pending;
   std::uint64_t number = 0;
+  bool stopped = false;
   const auto lines = [&](std::string_view data) {
     for (;;) {
       const std::size_t nl = data.find('\n');
@@ -163,7 +164,10 @@ void for_each_line(const fs::path& file, Each&& each) {
       }
       pending.append(data.substr(0, nl));
       ++number;
-      if (pending.find_first_not_of(" \t\r") != std::string::npos) each(pending, number);
+      if (pending.find_first_not_of(" \t\r") != std::string::npos && !each(pending, number)) {
+        stopped = true;
+        return false;
+      }
       pending.clear();
       data.remove_prefix(nl + 1);
     }
@@ -174,10 +178,11 @@ void for_each_line(const fs::path& file, Each&& each) {
   const bool read = read_chunks(fd.get(), size, file.string(), [&](std::string_view chunk) {
     return gz ? gzip.feed(chunk, lines) : lines(chunk);
   });
+  if (stopped) return;
   if (!read) throw std::runtime_error(file.string() + ": " + gzip.error());
   if (!pending.empty()) {
     ++number;
-    if (pending.find_first_not_of(" \t\r") != std::string::npos) each(pending, number);
+    if (pending.find_first_not_of(" \t\r") != std::string::npos) (void)each(pending, number);
   }
 }
 
@@ -346,12 +351,26 @@ AttachmentOutcome run_attachments(const std::vector<FileRecord>& files, const fs
   const std::string base = request ? fhir_base(*request) : std::string();
   std::vector<AttachmentUse> uses;
   std::vector<std::string> problems;
+  // Each use is held until the delivery ends (about half a KiB): max_count bounds the memory.
+  bool too_many = false;
   for (const auto& f : files) {
-    if (f.list != "output" || f.type != "DocumentReference") continue;
+    if (f.list != "output" || f.type != "DocumentReference" || too_many) continue;
     for_each_line(event_dir / f.file, [&](std::string_view line, std::uint64_t number) {
       auto more = attachment_uses(line, base, f.file + " line " + std::to_string(number), problems);
       std::move(more.begin(), more.end(), std::back_inserter(uses));
+      too_many = uses.size() + problems.size() > attachments.max_count;
+      return !too_many;
     });
+  }
+  if (too_many) {
+    TransferResult r;
+    r.failure = Failure::kPermanent;
+    r.message = "the DocumentReference files point at more than attachments.max_count (" +
+                std::to_string(attachments.max_count) +
+                ") attachments: none was fetched (raise attachments.max_count and replay)";
+    out.failures.push_back(std::move(r));
+    out.tasks = 1;
+    return out;
   }
   for (auto& p : problems) {
     TransferResult r;

@@ -25,6 +25,7 @@ struct AttachmentSettings {
   bool enabled = false;
   std::vector<std::string> types;  ///< empty: every content type
   std::uint64_t max_bytes = 1ULL << 30;
+  std::uint64_t max_count = 10000;  ///< (resource, URL) pairs of one delivery, at most
   std::size_t parallel = 4;
 };
 

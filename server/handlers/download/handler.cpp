@@ -121,6 +121,7 @@ DownloadHandler::DownloadHandler(std::string name, config::DownloadHandler setti
   attachments_.enabled = settings_.attachments.mode == "download";
   attachments_.types = settings_.attachments.types;
   attachments_.max_bytes = settings_.attachments.max_bytes;
+  attachments_.max_count = settings_.attachments.max_count;
   attachments_.parallel = static_cast<std::size_t>(settings_.parallel);
 }
 

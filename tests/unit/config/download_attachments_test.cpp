@@ -34,15 +34,17 @@ TEST_CASE("config download attachments: off by default, every type, 1 GiB each")
   CHECK(d.attachments.mode == "off");
   CHECK(d.attachments.types.empty());
   CHECK(d.attachments.max_bytes == 1ULL << 30);
+  CHECK(d.attachments.max_count == 10000);
 }
 
 TEST_CASE("config download attachments: mode, types and max_bytes are read") {
   const DownloadHandler d = download(
       R"("attachments": {"mode": "download", "types": ["application/pdf", "image/*"],
-                         "max_bytes": 5000})");
+                         "max_bytes": 5000, "max_count": 7})");
   CHECK(d.attachments.mode == "download");
   CHECK(d.attachments.types == std::vector<std::string>{"application/pdf", "image/*"});
   CHECK(d.attachments.max_bytes == 5000);
+  CHECK(d.attachments.max_count == 7);
   CHECK(download(R"("attachments": {"types": null})").attachments.types.empty());
 }
 
@@ -57,6 +59,7 @@ TEST_CASE("config download attachments: a string is the mode alone") {
 TEST_CASE("config download attachments: a bad mode, type or max_bytes is refused by its key") {
   CHECK(contains(bad(R"("attachments": {"mode": "yes"})"), "attachments.mode"));
   CHECK(contains(bad(R"("attachments": {"max_bytes": 0})"), "attachments.max_bytes"));
+  CHECK(contains(bad(R"("attachments": {"max_count": 0})"), "attachments.max_count"));
   const std::string type = bad(R"("attachments": {"types": ["application/pdf", "pdf"]})");
   CHECK(contains(type, "attachments.types[1]"));
   CHECK(contains(type, "must be a MIME type"));
