@@ -31,6 +31,7 @@ RUN printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libspdlog1.10 libfmt9 libsqlite3-0 libcurl4 libssl3 libnats3.4 libcjose0 libjansson4 libsimdjson14 libisal2 \
+      libjemalloc2 \
       ca-certificates \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
