@@ -354,13 +354,14 @@ AttachmentOutcome run_attachments(const std::vector<FileRecord>& files, const fs
   // Each use is held until the delivery ends (about half a KiB): max_count bounds the memory.
   bool too_many = false;
   for (const auto& f : files) {
-    if (f.list != "output" || f.type != "DocumentReference" || too_many) continue;
+    if (f.list != "output" || f.type != "DocumentReference") continue;
     for_each_line(event_dir / f.file, [&](std::string_view line, std::uint64_t number) {
       auto more = attachment_uses(line, base, f.file + " line " + std::to_string(number), problems);
       std::move(more.begin(), more.end(), std::back_inserter(uses));
       too_many = uses.size() + problems.size() > attachments.max_count;
       return !too_many;
     });
+    if (too_many) break;
   }
   if (too_many) {
     TransferResult r;

@@ -169,8 +169,7 @@ bool Receiver::process_chunk(Chunk& chunk) {
 
 void Receiver::drain() {
   if (!store_stage_) return;
-  // Refused: a stage has failed, error() says why.
-  if (!open_.bytes.empty()) (void)push_open();
+  flush();
   if (decode_stage_) decode_stage_->drain();
   if (!decoded_open_.bytes.empty()) (void)push_decoded();
   store_stage_->drain();
