@@ -3,10 +3,12 @@
 // the COMMIT that crosses its threshold: that client waits for a copy of thousands of pages into
 // the database file and its fsync (the tens of milliseconds in the ingest tail). Here the writer
 // only notes the WAL's size after each commit (on_commit); a thread of its own copies frames back
-// with PASSIVE checkpoints, which never block the writer. A passive checkpoint cannot let the WAL
-// start over while commits keep coming, so past kRestartFrames the writer itself, between two
-// batches (after their answers went), finishes the few frames left (finish_if_large): then the next
-// transaction rewrites the WAL from its start instead of appending to an ever longer file.
+// with PASSIVE checkpoints, which never block the writer: a first pass at kBackgroundFrames, then
+// one per kPassFrames new frames (each pass syncs the WAL and the database file). A passive
+// checkpoint cannot let the WAL start over while commits keep coming, so past kRestartFrames the
+// writer itself, between two batches (after their answers went), finishes the few frames left
+// (finish_if_large): then the next transaction rewrites the WAL from its start instead of appending
+// to an ever longer file.
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -22,6 +24,9 @@ class Checkpointer {
  public:
   /// WAL frames (pages) after which the background thread copies them back (SQLite's default).
   static constexpr int kBackgroundFrames = 1000;
+  /// New frames between two passes of the background thread: also the most the writer's own
+  /// finish at kRestartFrames has left to copy.
+  static constexpr int kPassFrames = 500;
   /// WAL frames after which the writer finishes a checkpoint itself, so the WAL starts over.
   static constexpr int kRestartFrames = 4000;
 
@@ -56,7 +61,8 @@ class Checkpointer {
   Database* writer_ = nullptr;
   Database own_;
   int frames_ = 0;  // the WAL's frames after the last commit (writer thread only)
-  int next_finish_at_ = kRestartFrames;  // writer thread only
+  int next_finish_at_ = kRestartFrames;   // writer thread only
+  int next_pass_at_ = kBackgroundFrames;  // writer thread only
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool requested_ = false;
