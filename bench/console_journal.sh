@@ -4,10 +4,12 @@
 #
 #   bench/console_journal.sh DATA_DIR [COUNT]   (COUNT 1,000,000 unless given)
 #
-# The schema is the one server/journal/sqlite/journal.cpp creates (read from its source, so the two
-# cannot drift; the server adds whatever tables or indexes are missing when it opens the file).
-# Every event is one of the fixtures with its own Log ID and AttemptID spliced in, one attempt row
-# each, received 2 s apart and ending now; one in ten is a 202, one in three has Test false. Two
+# The schema is the one server/journal/sqlite/schema.cpp creates (its tables and search indexes,
+# read from its source, so the two cannot drift), stamped with its format (PRAGMA user_version), so
+# the server opens the file as it is.
+# Every event is one of the fixtures with its own Log ID and AttemptID spliced in, one attempt each
+# (in its events row, as format 2 keeps a first attempt), received 2 s apart and ending now; one in
+# ten is a 202, one in three has Test false. Two
 # deliveries each: `files` done, `download` done, or dead after 10 attempts for one event in 100
 # (the dead-letter filter has something to find). None is pending or failed, so the dispatcher of
 # the server started on it has nothing to do while the bench measures.
@@ -33,9 +35,13 @@ FIXTURES=$ROOT/tests/fixtures/events
 mkdir -p "$DATA_DIR"
 chmod 700 "$DATA_DIR"
 
-SCHEMA=$(sed -n '/kSchema = R"sql(/,/)sql"/p' "$ROOT/server/journal/sqlite/journal.cpp" | sed '1d;$d')
-[ -n "$SCHEMA" ] || {
-  echo "console_journal: no schema found in server/journal/sqlite/journal.cpp" >&2
+SOURCE=$ROOT/server/journal/sqlite/schema.cpp
+schema_part() { sed -n "/$1 = R\"sql(/,/)sql\"/p" "$SOURCE" | sed '1d;$d'; }
+SCHEMA="$(schema_part kTables)
+$(schema_part kSearch)"
+FORMAT=$(sed -n 's/.*constexpr int kFormat = \([0-9]*\);.*/\1/p' "$ROOT/server/journal/sqlite/schema.hpp")
+[[ $SCHEMA == *"CREATE TABLE IF NOT EXISTS events"* && $SCHEMA == *events_attempt_id* && -n $FORMAT ]] || {
+  echo "console_journal: no schema or format found in $SOURCE and schema.hpp" >&2
   exit 1
 }
 # The fixtures' own IDs (Meta.Logs[0]), replaced per event.
@@ -58,6 +64,7 @@ PRAGMA synchronous=OFF;
 PRAGMA cache_size=-262144;
 PRAGMA temp_store=MEMORY;
 $SCHEMA
+PRAGMA user_version = $FORMAT;
 BEGIN;
 CREATE TEMP TABLE fixture AS
   SELECT json(readfile('$FIXTURES/complete.json')) AS done,
@@ -71,7 +78,8 @@ e AS (
          i % 3 = 0 AS live,
          strftime('%Y-%m-%dT%H:%M:%fZ', $START + 2 * i, 'unixepoch') AS received_at
   FROM n)
-INSERT INTO events(key, log_id, attempt_id, status, test, output_count, received_at, body)
+INSERT INTO events(key, log_id, attempt_id, status, test, output_count, received_at, body,
+                   remote_addr, request_id)
 SELECT key, key, attempt_id,
        CASE WHEN in_progress THEN 202 ELSE 200 END,
        CASE WHEN live THEN 0 ELSE 1 END,
@@ -82,12 +90,9 @@ SELECT key, key, attempt_id,
                       ELSE replace(replace(fixture.done, '$DONE_ID', key), '$DONE_AID', attempt_id)
                     END,
                     '"Test":true', CASE WHEN live THEN '"Test":false' ELSE '"Test":true' END)
-            AS BLOB)
+            AS BLOB),
+       '10.0.0.7', printf('5eed0000-0000-4000-8000-%012x', i)
 FROM e, fixture;
-INSERT INTO attempts(event_key, attempt_id, received_at, remote_addr, request_id, duplicate)
-  SELECT key, attempt_id, received_at, '10.0.0.7',
-         printf('5eed0000-0000-4000-8000-%012x', rowid), 0
-  FROM events ORDER BY rowid;
 INSERT INTO deliveries(event_key, handler, state, attempts, next_attempt_at, last_error, updated_at)
   SELECT key, 'files', 'done', 1, 0, '', received_at FROM events ORDER BY rowid;
 INSERT INTO deliveries(event_key, handler, state, attempts, next_attempt_at, last_error, updated_at)
