@@ -15,8 +15,7 @@ std::optional<std::string> Checkpointer::start(Database& writer, const std::stri
     return "checkpointer: " + *error;
   writer_ = &writer;
   frames_ = 0;
-  next_finish_at_ = kRestartFrames;
-  next_pass_at_ = kBackgroundFrames;
+  count_afresh();
   // Replaces SQLite's auto-checkpoint (which is itself a WAL hook) on the writer connection.
   sqlite3_wal_hook(writer.handle(), &Checkpointer::on_commit, this);
   {
@@ -43,13 +42,15 @@ void Checkpointer::stop() {
 
 int Checkpointer::on_commit(void* self, sqlite3* /*db*/, const char* /*name*/, int frames) {
   auto& checkpointer = *static_cast<Checkpointer*>(self);
-  if (frames < checkpointer.frames_) {
-    // The WAL started over (a pass or a finish had copied it all back): count afresh.
-    checkpointer.next_finish_at_ = kRestartFrames;
-    checkpointer.next_pass_at_ = kBackgroundFrames;
-  }
+  // The WAL started over (a pass or a finish had copied it all back).
+  if (frames < checkpointer.frames_) checkpointer.count_afresh();
   checkpointer.frames_ = frames;
   return SQLITE_OK;
+}
+
+void Checkpointer::count_afresh() {
+  next_finish_at_ = kRestartFrames;
+  next_pass_at_ = kBackgroundFrames;
 }
 
 void Checkpointer::after_batch() {
@@ -68,8 +69,7 @@ void Checkpointer::after_batch() {
       return;  // the thread's pass began just now: the next batch tries
     if (rc == SQLITE_OK && log == done) {
       frames_ = 0;
-      next_finish_at_ = kRestartFrames;
-      next_pass_at_ = kBackgroundFrames;
+      count_afresh();
       std::lock_guard lock(mutex_);
       ++finishes_;
       return;

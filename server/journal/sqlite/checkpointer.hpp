@@ -7,7 +7,7 @@
 // one per kPassFrames new frames (each pass syncs the WAL and the database file). A passive
 // checkpoint cannot let the WAL start over while commits keep coming, so past kRestartFrames the
 // writer itself, between two batches (after their answers went), finishes the few frames left
-// (finish_if_large): then the next transaction rewrites the WAL from its start instead of appending
+// (after_batch): then the next transaction rewrites the WAL from its start instead of appending
 // to an ever longer file.
 #include <condition_variable>
 #include <cstdint>
@@ -56,6 +56,8 @@ class Checkpointer {
 
  private:
   static int on_commit(void* self, sqlite3* db, const char* name, int frames);
+  /// The thresholds of a WAL that starts from its first frame.
+  void count_afresh();
   void run();
 
   Database* writer_ = nullptr;
