@@ -37,11 +37,16 @@ auto async_commit(Journal& journal, CommitRequest request, CompletionToken&& tok
       [&journal](auto handler, CommitRequest request) {
         auto executor = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        journal.commit(std::move(request), [shared, executor](CommitResult result) {
-          asio::post(executor, [shared, result = std::move(result)]() mutable {
-            (*shared)(std::move(result));
-          });
-        });
+        // The answer comes back through the session's executor; a journal with nothing else to
+        // do may run the commit on it too (after what the executor has queued already).
+        journal.commit_or_defer(
+            std::move(request),
+            [shared, executor](CommitResult result) {
+              asio::post(executor, [shared, result = std::move(result)]() mutable {
+                (*shared)(std::move(result));
+              });
+            },
+            [executor](std::function<void()> run) { asio::post(executor, std::move(run)); });
       },
       token, std::move(request));
 }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace fbr::server {
@@ -46,10 +47,20 @@ struct CommitResult {
 class Journal {
  public:
   using Callback = std::function<void(CommitResult)>;
+
+  /// Runs a function later on the caller's thread, after the work already queued there (the
+  /// HTTP side passes a post to the session's executor).
+  using Defer = std::function<void(std::function<void()>)>;
   virtual ~Journal() = default;
 
   /// Queues a commit; `done` runs (on a journal thread) once the event is durable or has failed.
   virtual void commit(CommitRequest request, Callback done) = 0;
+  /// The same promise as commit(), from a caller that can lend its thread: a journal with nothing
+  /// else to do may run the commit there through `defer` (`done` then runs on that thread) instead
+  /// of handing it to a thread of its own and back. The default is commit().
+  virtual void commit_or_defer(CommitRequest request, Callback done, const Defer& /*defer*/) {
+    commit(std::move(request), std::move(done));
+  }
   /// Ready for commits as far as the journal knows (/readyz; a POST gets 503 when false).
   [[nodiscard]] virtual bool writable() = 0;
   /// Finishes queued commits, then releases the journal.

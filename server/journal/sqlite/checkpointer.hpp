@@ -44,6 +44,8 @@ class Checkpointer {
   /// The writer, between batches: wakes the thread when the WAL has grown, or finishes a
   /// checkpoint on the writer's own connection when it has grown past kRestartFrames.
   void after_batch();
+  /// Whether after_batch() would finish a checkpoint (the WAL is past kRestartFrames).
+  [[nodiscard]] bool finish_due() const { return frames_ >= next_finish_at_; }
 
   /// For the tests: while held, the thread starts no pass (as if it could not keep up), so the
   /// writer's own finishes alone must keep the WAL from growing.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <system_error>
+#include <utility>
 
 #include "server/journal/sqlite/schema.hpp"
 #include "server/support/ids.hpp"
@@ -14,6 +15,8 @@ namespace {
 
 // Most requests a batch takes: bounds the latency one transaction adds to the first in line.
 constexpr std::size_t kMaxBatch = 512;
+
+constexpr const char* kShuttingDown = "journal is shutting down";
 
 }  // namespace
 
@@ -116,6 +119,50 @@ void SqliteJournal::commit(CommitRequest request, Callback done) {
   enqueue({std::move(request), std::move(done)});
 }
 
+void SqliteJournal::commit_or_defer(CommitRequest request, Callback done, const Defer& defer) {
+  std::unique_lock lock(mutex_);
+  if (stopping_) {
+    lock.unlock();
+    done(CommitResult{false, false, kShuttingDown});
+    return;
+  }
+  // Nothing being written, nothing waiting, no checkpoint finish left for the writer (it would
+  // never get in between callers that commit back to back), the last commit went through (a
+  // journal to reopen is the writer's work): the caller's thread may write this one itself.
+  const bool here =
+      !busy_ && !deferred_ && !finish_due_ && queue_.empty() && last_commit_ok_.load();
+  queue_.push_back({std::move(request), std::move(done)});
+  if (!here) {
+    wake_.notify_one();
+    return;
+  }
+  deferred_ = true;
+  lock.unlock();
+  defer([this] { run_here(); });
+}
+
+void SqliteJournal::run_here() {
+  std::vector<Pending> batch;
+  {
+    std::lock_guard lock(mutex_);
+    deferred_ = false;
+    if (stopping_ || busy_ || queue_.size() != 1) {
+      // Others came meanwhile (or the writer is finishing a checkpoint, or stopping): the writer
+      // takes them all as one batch.
+      wake_.notify_one();
+      return;
+    }
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    busy_ = true;
+  }
+  run_batch(batch, true);
+  std::lock_guard lock(mutex_);
+  busy_ = false;
+  // Only when the writer has something to do: a needless wake-up costs it a context switch.
+  if (stopping_ || finish_due_ || !queue_.empty()) wake_.notify_one();
+}
+
 void SqliteJournal::update(std::vector<DeliveryUpdate> updates, Callback done) {
   enqueue({std::move(updates), std::move(done)});
 }
@@ -129,7 +176,7 @@ void SqliteJournal::enqueue(Pending pending) {
       return;
     }
   }
-  pending.done(CommitResult{false, false, "journal is shutting down"});
+  pending.done(CommitResult{false, false, kShuttingDown});
 }
 
 bool SqliteJournal::writable() {
@@ -164,41 +211,63 @@ void SqliteJournal::stop() {
 
 void SqliteJournal::run() {
   std::vector<Pending> batch;
-  std::vector<CommitResult> results;
   for (;;) {
+    bool finish = false;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued is done
+      // A queue that a run_here is on its way to look at is left to it.
+      wake_.wait(lock, [&] {
+        return !busy_ && (stopping_ || finish_due_ || (!queue_.empty() && !deferred_));
+      });
+      if (stopping_ && queue_.empty()) return;  // everything queued is done
       while (!queue_.empty() && batch.size() < kMaxBatch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      finish = std::exchange(finish_due_, false);
+      busy_ = true;
     }
-    results.assign(batch.size(), CommitResult{});
-    std::optional<std::string> error;
-    if (needs_reconnect_) error = connect();
-    if (!error) error = write_batch(batch, results);
-    if (error) {
-      // Nothing of the batch is durable: every request in it is answered 503, Redox retries.
-      needs_reconnect_ = true;
-      for (auto& r : results)
-        r = CommitResult{false, false, *error};
+    if (!batch.empty()) {
+      run_batch(batch, false);
+    } else if (finish) {
+      checkpointer_.after_batch();  // the finish a run_here left
     }
-    last_commit_ok_.store(!error);
-    bool created_deliveries = false;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (const auto* r = std::get_if<CommitRequest>(&batch[i].op)) {
-        created_deliveries |= results[i].ok && !results[i].duplicate && !r->handlers.empty();
-      }
-    }
-    // The dispatcher looks at once instead of at its next poll.
-    if (created_deliveries && new_deliveries_) new_deliveries_();
-    for (std::size_t i = 0; i < batch.size(); ++i)
-      batch[i].done(std::move(results[i]));
     batch.clear();
-    // After the answers went: a checkpoint this calls for delays the next batch, not this one.
-    if (!error) checkpointer_.after_batch();
+    std::lock_guard lock(mutex_);
+    busy_ = false;
+  }
+}
+
+void SqliteJournal::run_batch(std::vector<Pending>& batch, bool here) {
+  std::vector<CommitResult> results(batch.size());
+  std::optional<std::string> error;
+  if (needs_reconnect_) error = connect();
+  if (!error) error = write_batch(batch, results);
+  if (error) {
+    // Nothing of the batch is durable: every request in it is answered 503, Redox retries.
+    needs_reconnect_ = true;
+    for (auto& r : results)
+      r = CommitResult{false, false, *error};
+  }
+  last_commit_ok_.store(!error);
+  bool created_deliveries = false;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (const auto* r = std::get_if<CommitRequest>(&batch[i].op)) {
+      created_deliveries |= results[i].ok && !results[i].duplicate && !r->handlers.empty();
+    }
+  }
+  // The dispatcher looks at once instead of at its next poll.
+  if (created_deliveries && new_deliveries_) new_deliveries_();
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    batch[i].done(std::move(results[i]));
+  if (error) return;
+  // After the answers went: a checkpoint this calls for delays the next batch, not this one, and
+  // a finish (thousands of pages at worst) never blocks a caller's thread.
+  if (here && checkpointer_.finish_due()) {
+    std::lock_guard lock(mutex_);
+    finish_due_ = true;
+  } else {
+    checkpointer_.after_batch();
   }
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // The embedded journal (journal.backend "sqlite", the default): SQLite (WAL, synchronous=FULL)
 // under data_dir. One writer thread takes commits from a queue and makes one transaction, hence
-// one fsync, per batch (group commit); checkpoints run beside it (sqlite/checkpointer.hpp).
+// one fsync, per batch (group commit); checkpoints run beside it (sqlite/checkpointer.hpp). At
+// low load (one event at a time, as Redox sends) a commit from the HTTP side runs on its io
+// thread instead (commit_or_defer): two thread hand-offs less per event.
 // Deliveries are rows of the same file (sqlite/dispatcher.hpp runs them; sqlite/events.hpp lists
 // and replays them for the CLI).
 #include <atomic>
@@ -63,6 +65,14 @@ class SqliteJournal final : public Journal {
 
   /// Queues a commit; `done` runs on the writer thread after the batch's fsync (or its failure).
   void commit(CommitRequest request, Callback done) override;
+  /// Low load without a hand-off: when the writer is idle, the commit waits for `defer` to run
+  /// (after what the caller's thread had queued already) instead of waking the writer. If it is
+  /// then still the only one waiting, it is written and fsync'd right there, on the caller's
+  /// thread, and `done` runs there; if others came meanwhile (a burst), the writer takes them all
+  /// as one batch as usual, so an io thread blocks in an fsync only for a lone commit, never for a
+  /// queue. A checkpoint finish such a commit calls for is left to the writer thread.
+  /// `defer` must not run its function after stop() (the server stops its io threads first).
+  void commit_or_defer(CommitRequest request, Callback done, const Defer& defer) override;
 
   /// Queues delivery state changes (one transaction with whatever else is waiting).
   void update(std::vector<DeliveryUpdate> updates, Callback done);
@@ -102,6 +112,11 @@ class SqliteJournal final : public Journal {
   /// One step of a statement that returns no row, then its reset; the error, or nullopt.
   std::optional<std::string> run_statement(sqlite::Statement& statement);
   void run();
+  /// The batch's transaction, its answers, then the checkpointer's turn. `here`: on a caller's
+  /// thread (commit_or_defer), which leaves a checkpoint finish to the writer.
+  void run_batch(std::vector<Pending>& batch, bool here);
+  /// The deferred half of commit_or_defer, on the caller's thread.
+  void run_here();
   std::optional<std::string> connect();
   void close_statements();
   std::optional<std::string> write_batch(std::vector<Pending>& batch,
@@ -122,6 +137,9 @@ class SqliteJournal final : public Journal {
   std::condition_variable wake_;
   std::deque<Pending> queue_;
   bool stopping_ = false;
+  bool busy_ = false;        // a batch is being written (by the writer or run_here)
+  bool deferred_ = false;    // a run_here is on its way: the writer leaves the queue to it
+  bool finish_due_ = false;  // run_here left the checkpointer's finish to the writer
   std::thread writer_;
 };
 

@@ -7,8 +7,11 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/journal/sqlite/events.hpp"
@@ -166,4 +169,113 @@ TEST_CASE("journal connection reads back PRAGMA synchronous = 2 (FULL) and commi
   CHECK(commit_sync(journal, event_request("e1")).ok);
   CHECK(journal.synchronous_level() == 2);
   CHECK(fs::exists(dir.path / "data" / "journal.sqlite-wal"));
+}
+
+namespace {
+
+/// A caller's thread as commit_or_defer sees it: deferred functions wait here until run().
+struct Deferred {
+  std::vector<std::function<void()>> queued;
+  Journal::Defer defer() {
+    return [this](std::function<void()> f) { queued.push_back(std::move(f)); };
+  }
+  void run() {
+    auto now = std::move(queued);
+    queued.clear();
+    for (auto& f : now)
+      f();
+  }
+};
+
+/// Where and how one commit was answered.
+struct Answer {
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<CommitResult> result;
+  std::thread::id thread;
+  int calls = 0;
+  Journal::Callback callback() {
+    return [this](CommitResult r) {
+      std::lock_guard lock(m);
+      result = std::move(r);
+      thread = std::this_thread::get_id();
+      ++calls;
+      cv.notify_all();
+    };
+  }
+  bool wait() {
+    std::unique_lock lock(m);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return result.has_value(); });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("journal writes a lone commit on the caller's thread once what it had queued has run") {
+  TempDir dir;
+  SqliteJournal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  Deferred caller;
+  Answer answer;
+  journal.commit_or_defer(event_request("alone"), answer.callback(), caller.defer());
+  // Nothing is written before the caller's thread gets to it (no hand-off to the writer).
+  REQUIRE(caller.queued.size() == 1);
+  {
+    std::lock_guard lock(answer.m);
+    CHECK(answer.calls == 0);
+  }
+  caller.run();
+  // Written, fsync'd and answered right there, on this thread.
+  REQUIRE(answer.calls == 1);
+  CHECK(answer.result->ok);
+  CHECK_FALSE(answer.result->duplicate);
+  CHECK(answer.thread == std::this_thread::get_id());
+  journal.stop();
+  std::string error;
+  CHECK(list_events(dir.path, "alone", 1, error).size() == 1);
+}
+
+TEST_CASE("journal leaves a burst that came while a commit waited for its caller to the writer") {
+  TempDir dir;
+  SqliteJournal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  Deferred caller;
+  Answer first, second, third;
+  journal.commit_or_defer(event_request("b1"), first.callback(), caller.defer());
+  // The writer is not idle any more as far as the others know: they queue behind the first.
+  journal.commit_or_defer(event_request("b2"), second.callback(), caller.defer());
+  journal.commit(event_request("b3"), third.callback());
+  CHECK(caller.queued.size() == 1);
+  caller.run();
+  // The caller's thread did not block in an fsync for a queue: the writer took all three.
+  for (Answer* a : {&first, &second, &third}) {
+    REQUIRE(a->wait());
+    CHECK(a->result->ok);
+    CHECK(a->thread != std::this_thread::get_id());
+  }
+  journal.stop();
+  std::string error;
+  CHECK(list_events(dir.path, "", 10, error).size() == 3);
+}
+
+TEST_CASE("journal stopped while a commit waited for its caller answers it once and refuses more") {
+  TempDir dir;
+  SqliteJournal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  Deferred caller;
+  Answer waiting;
+  journal.commit_or_defer(event_request("at-stop"), waiting.callback(), caller.defer());
+  journal.stop();  // finishes what is queued, this one too: the deferred call has not come
+  REQUIRE(waiting.wait());
+  CHECK(waiting.result->ok);
+  caller.run();  // late: finds nothing to do
+  CHECK(waiting.calls == 1);
+  Answer after;
+  journal.commit_or_defer(event_request("after-stop"), after.callback(), caller.defer());
+  CHECK(caller.queued.empty());
+  REQUIRE(after.calls == 1);
+  CHECK_FALSE(after.result->ok);
+  CHECK(after.result->error == "journal is shutting down");
+  std::string error;
+  CHECK(list_events(dir.path, "", 10, error).size() == 1);
 }

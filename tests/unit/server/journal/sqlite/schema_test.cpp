@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -64,6 +65,14 @@ CommitRequest request_for(const std::string& key, std::string body = "{}") {
 CommitResult commit_now(SqliteJournal& journal, CommitRequest request) {
   return fbr::test::journal_sync(
       [&](Journal::Callback done) { journal.commit(std::move(request), std::move(done)); });
+}
+
+/// Commits from a caller that lends its thread at once (commit_or_defer, as the HTTP side does).
+CommitResult commit_here(SqliteJournal& journal, CommitRequest request) {
+  return fbr::test::journal_sync([&](Journal::Callback done) {
+    journal.commit_or_defer(std::move(request), std::move(done),
+                            [](const std::function<void()>& run) { run(); });
+  });
 }
 
 std::int64_t scalar(const fs::path& dir, const std::string& sql) {
@@ -162,12 +171,15 @@ namespace {
 /// Commits 3000 events of 6 KiB (two pages each and their index pages: some 9000 WAL frames,
 /// which a WAL that never started over would hold all at once, 36 MiB and more) and returns the
 /// largest the WAL file was after a commit.
-std::uintmax_t commit_many(SqliteJournal& journal, const fs::path& dir) {
+std::uintmax_t commit_many(SqliteJournal& journal, const fs::path& dir, bool here = false) {
   const std::string body(6 * 1024, 'x');
   std::uintmax_t largest_wal = 0;
   const fs::path wal = SqliteJournal::file_in(dir).string() + "-wal";
   for (int i = 0; i < 3000; ++i) {
-    REQUIRE(commit_now(journal, request_for("k" + std::to_string(i), body)).ok);
+    auto request = request_for("k" + std::to_string(i), body);
+    REQUIRE(
+        (here ? commit_here(journal, std::move(request)) : commit_now(journal, std::move(request)))
+            .ok);
     std::error_code ec;
     largest_wal = std::max(largest_wal, fs::file_size(wal, ec));
   }
@@ -207,6 +219,20 @@ TEST_CASE("journal writer lets the WAL start over itself when the checkpoint thr
   const auto [passes, finishes] = journal.checkpoints();
   CHECK(passes == 0);
   CHECK(finishes > 0);
+  CHECK(largest_wal <= kWalBound);
+  journal.stop();
+  CHECK(scalar(dir.path, "SELECT COUNT(*) FROM events") == 3000);
+}
+
+TEST_CASE("journal committing on its callers' threads leaves the WAL's restart to its writer") {
+  // Every commit runs on this thread (commit_or_defer with an idle writer), none of them finishes
+  // a checkpoint here: the writer thread does, between them, and the WAL stays as bounded.
+  SchemaDir dir;
+  SqliteJournal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  journal.hold_background_checkpoints(true);
+  const std::uintmax_t largest_wal = commit_many(journal, dir.path, true);
+  CHECK(journal.checkpoints().second > 0);
   CHECK(largest_wal <= kWalBound);
   journal.stop();
   CHECK(scalar(dir.path, "SELECT COUNT(*) FROM events") == 3000);
