@@ -129,11 +129,15 @@ void SqliteJournal::commit_or_defer(CommitRequest request, Callback done, const 
   // Nothing being written, nothing waiting, no checkpoint finish left for the writer (it would
   // never get in between callers that commit back to back), the last commit went through (a
   // journal to reopen is the writer's work): the caller's thread may write this one itself.
-  const bool here =
-      !busy_ && !deferred_ && !finish_due_ && queue_.empty() && last_commit_ok_.load();
+  const bool writer_may_take = !busy_ && !deferred_;
+  const bool here = writer_may_take && !finish_due_ && queue_.empty() && last_commit_ok_.load();
   queue_.push_back({std::move(request), std::move(done)});
   if (!here) {
-    wake_.notify_one();
+    lock.unlock();
+    // The writer is woken only when it may take the queue now, and after the unlock (woken under
+    // the lock, it would only block on the mutex). A busy writer looks again after its batch; a
+    // commit running here, or deferred, hands the queue on when it is done.
+    if (writer_may_take) wake_.notify_one();
     return;
   }
   deferred_ = true;
@@ -144,11 +148,12 @@ void SqliteJournal::commit_or_defer(CommitRequest request, Callback done, const 
 void SqliteJournal::run_here() {
   std::vector<Pending> batch;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     deferred_ = false;
     if (stopping_ || busy_ || queue_.size() != 1) {
       // Others came meanwhile (or the writer is finishing a checkpoint, or stopping): the writer
       // takes them all as one batch.
+      lock.unlock();
       wake_.notify_one();
       return;
     }
@@ -157,10 +162,12 @@ void SqliteJournal::run_here() {
     busy_ = true;
   }
   run_batch(batch, true);
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   busy_ = false;
   // Only when the writer has something to do: a needless wake-up costs it a context switch.
-  if (stopping_ || finish_due_ || !queue_.empty()) wake_.notify_one();
+  const bool wake = stopping_ || finish_due_ || !queue_.empty();
+  lock.unlock();
+  if (wake) wake_.notify_one();
 }
 
 void SqliteJournal::update(std::vector<DeliveryUpdate> updates, Callback done) {
@@ -169,9 +176,10 @@ void SqliteJournal::update(std::vector<DeliveryUpdate> updates, Callback done) {
 
 void SqliteJournal::enqueue(Pending pending) {
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (!stopping_) {
       queue_.push_back(std::move(pending));
+      lock.unlock();
       wake_.notify_one();
       return;
     }

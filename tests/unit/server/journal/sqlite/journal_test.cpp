@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/journal/sqlite/database.hpp"
 #include "server/journal/sqlite/events.hpp"
 
 using namespace fbr::server;
@@ -278,4 +279,33 @@ TEST_CASE("journal stopped while a commit waited for its caller answers it once 
   CHECK(after.result->error == "journal is shutting down");
   std::string error;
   CHECK(list_events(dir.path, "", 10, error).size() == 1);
+}
+
+TEST_CASE("journal after a failed commit hands the next one to its writer, which writes it") {
+  TempDir dir;
+  SqliteJournal journal;
+  REQUIRE_FALSE(journal.open(dir.path).has_value());
+  // Another connection holds the write lock past the writer's busy timeout: that commit fails.
+  sqlite::Database blocker;
+  REQUIRE_FALSE(blocker.open(SqliteJournal::file_in(dir.path).string(), false).has_value());
+  REQUIRE_FALSE(blocker.exec("BEGIN EXCLUSIVE").has_value());
+  Deferred caller;
+  Answer failed;
+  journal.commit_or_defer(event_request("locked-out"), failed.callback(), caller.defer());
+  caller.run();
+  REQUIRE(failed.wait());
+  CHECK_FALSE(failed.result->ok);
+  REQUIRE_FALSE(blocker.exec("ROLLBACK").has_value());
+  // The journal may need reopening, which is the writer's work: this one is not run on the
+  // caller's thread, and the writer is woken for it (no other commit comes to wake it).
+  Answer next;
+  journal.commit_or_defer(event_request("after-failure"), next.callback(), caller.defer());
+  CHECK(caller.queued.empty());
+  REQUIRE(next.wait());
+  CHECK(next.result->ok);
+  CHECK(next.thread != std::this_thread::get_id());
+  journal.stop();
+  std::string error;
+  const auto events = list_events(dir.path, "", 10, error);
+  REQUIRE(events.size() == 1);
 }
