@@ -29,9 +29,10 @@ die() {
 }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+install_bench_packages
 
 for tool in wrk curl nats-server; do
-  command -v "$tool" >/dev/null || die "$tool is missing (make bench installs wrk; make deps the rest)"
+  command -v "$tool" >/dev/null || die "$tool is missing (make deps installs it)"
 done
 if [ -z "${FBR_BENCH_BIN:-}" ]; then
   cmake --preset release >/dev/null

@@ -41,9 +41,10 @@ die() {
 }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+install_bench_packages
 
 for tool in wrk curl sqlite3; do
-  command -v "$tool" >/dev/null || die "$tool is missing (make bench installs it)"
+  command -v "$tool" >/dev/null || die "$tool is missing"
 done
 if [ -z "${FBR_BENCH_BIN:-}" ]; then
   cmake --preset release >/dev/null

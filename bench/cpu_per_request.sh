@@ -37,6 +37,7 @@ die() {
 }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+install_bench_packages
 [ -x "$BIN" ] || die "no server binary at $BIN"
 
 WORK=$(mktemp -d "$ROOT/build/cpu.XXXXXX")

@@ -36,3 +36,21 @@ wait_until_quiet() {
   done
   echo "$busy"
 }
+
+# Installs what the bench scripts drive from Debian when it is missing: nginx, wrk, curl, sqlite3,
+# webhook and procps (the build's own packages come from make deps), and Node.js when no node is
+# on PATH (the peer is ten lines of node:http).
+install_bench_packages() {
+  local missing=() p
+  for p in nginx wrk curl sqlite3 webhook procps; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+  ((${#missing[@]} == 0)) && return 0
+  log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}

@@ -42,21 +42,8 @@ die() {
 }
 
 # --- what the bench needs: nginx, wrk and the peers from Debian (the build's come from make deps) ---
-install_bench_packages() {
-  local missing=() p
-  for p in nginx wrk curl sqlite3 webhook procps; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  # Any node on PATH will do (the peer is ten lines of node:http); Debian's when there is none.
-  command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
-  ((${#missing[@]} == 0)) && return 0
-  log "installing ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 install_bench_packages
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 NODE=$(command -v node || command -v nodejs)
@@ -93,8 +80,6 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT=$(ulimit -n)
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 # shellcheck source=bench/peers.sh
 source "$ROOT/bench/peers.sh"
 
