@@ -31,9 +31,7 @@ die() {
 source "$ROOT/bench/lib.sh"
 install_bench_packages
 
-for tool in wrk curl nats-server; do
-  command -v "$tool" >/dev/null || die "$tool is missing (make deps installs it)"
-done
+command -v nats-server >/dev/null || die "nats-server is missing (make deps installs it)"
 if [ -z "${FBR_BENCH_BIN:-}" ]; then
   cmake --preset release >/dev/null
   cmake --build --preset release -j "$(nproc)" --target fhir-bulk-receiver >/dev/null ||

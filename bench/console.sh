@@ -43,9 +43,6 @@ die() {
 source "$ROOT/bench/lib.sh"
 install_bench_packages
 
-for tool in wrk curl sqlite3; do
-  command -v "$tool" >/dev/null || die "$tool is missing"
-done
 if [ -z "${FBR_BENCH_BIN:-}" ]; then
   cmake --preset release >/dev/null
   cmake --build --preset release -j "$(nproc)" --target fhir-bulk-receiver sse_clients >/dev/null ||
