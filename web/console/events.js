@@ -135,6 +135,10 @@ export function mountEvents(container, options = {}) {
   // What the stream said while a fresh page was on its way: applied on top of that page, which
   // may have been read before it.
   let heard = null;
+  // Transitions heard before their event: the dispatcher can finish a delivery (a refused POST
+  // takes a millisecond) before the stream says the event was committed. Applied when it does, on
+  // top of the event's own state from its commit, which is older. A few hundred keys at most.
+  const early = new Map();  // key → [delivery, ...]
 
   async function load(fresh) {
     const mine = ++generation;
@@ -176,6 +180,8 @@ export function mountEvents(container, options = {}) {
       if (!event || !event.key || !matches(event, filter)) return;
       heard?.events.push(event);
       add(event, true);
+      for (const d of early.get(event.key) ?? []) update(d);
+      early.delete(event.key);
       message.textContent = '';
       announce(`New event ${event.log_id || event.key}`);
     }),
@@ -190,7 +196,11 @@ export function mountEvents(container, options = {}) {
   // A delivery transition: its chip on its row, if the row is on this page.
   function update(d) {
     const r = rows.get(d.key);
-    if (!r) return;
+    if (!r) {
+      if (!early.has(d.key) && early.size >= 500) early.delete(early.keys().next().value);
+      early.set(d.key, [...(early.get(d.key) ?? []), d]);
+      return;
+    }
     const existing = Array.from(r.chips.children).find((c) => c.dataset.handler === d.handler);
     if (existing) {
       setChip(existing, d.state, `${d.handler}: ${d.state}`);
